@@ -1,0 +1,27 @@
+"""aiohttp-pool-otel: OpenTelemetry spans and metrics for aiohttp's client connection pool.
+
+Quick start::
+
+    connector = OpenTelemetryTCPConnector(limit=25, limit_per_host=5)
+    session = aiohttp.ClientSession(
+        connector=connector, trace_configs=[create_pool_trace_config()]
+    )
+"""
+
+from ._version import __version__
+from .connector import OpenTelemetryTCPConnector, OpenTelemetryUnixConnector
+from .semconv import ReleaseOutcome, ReleasePhase, ReleaseReason
+from .statistics import HostPoolStatistics, PoolStatistics
+from .trace_config import create_pool_trace_config
+
+__all__ = [
+    "HostPoolStatistics",
+    "OpenTelemetryTCPConnector",
+    "OpenTelemetryUnixConnector",
+    "PoolStatistics",
+    "ReleaseOutcome",
+    "ReleasePhase",
+    "ReleaseReason",
+    "__version__",
+    "create_pool_trace_config",
+]

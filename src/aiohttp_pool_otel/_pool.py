@@ -1,0 +1,595 @@
+"""Per-connector bookkeeping and span emission, fed by the aiohttp adapter.
+
+Everything here runs on the event-loop thread except ``snapshot()``, which the
+metric reader calls from its own thread: it only reads plain ints and takes
+atomic copies of dicts. Every entry point swallows its own exceptions, because
+it is called from inside aiohttp's request path, ``__del__`` methods and
+transport callbacks, where an exception would break the user's request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+
+from . import semconv as sc
+from .semconv import ReleaseOutcome, ReleasePhase, ReleaseReason
+from .statistics import HostPoolStatistics, PoolStatistics
+
+if TYPE_CHECKING:
+    from ._telemetry import PoolMeters
+
+_log = logging.getLogger("aiohttp_pool_otel")
+
+HostId = tuple[str, Optional[int], str]
+"""(host, port, scheme): the part of aiohttp's pool key that telemetry may show."""
+
+Attributes = dict[str, Union[str, int, bool, float]]
+
+# The request method, set by the trace config's on_request_start so that pool
+# spans can name it; the connector alone never sees the request method.
+CURRENT_REQUEST_METHOD: ContextVar[Optional[str]] = ContextVar(
+    "aiohttp_pool_otel_request_method", default=None
+)
+
+_monotonic = time.monotonic
+_warned: set[str] = set()
+
+
+def report_internal_error(where: str) -> None:
+    """Log a telemetry failure once per call site; never raise."""
+    try:
+        if where not in _warned:
+            _warned.add(where)
+            _log.exception("aiohttp-pool-otel: telemetry failed in %s (ignored)", where)
+    except Exception:  # pragma: no cover - logging itself failed
+        pass
+
+
+class HostRecord:
+    """Counters of one pool key (host, port, scheme), mutated on the loop thread only."""
+
+    __slots__ = (
+        "active",
+        "attributes",
+        "closed",
+        "connecting",
+        "created",
+        "identity",
+        "releases",
+        "reused",
+        "timeouts",
+    )
+
+    def __init__(self, identity: HostId, attributes: Attributes) -> None:
+        self.identity = identity
+        self.attributes = attributes
+        self.active = 0
+        self.connecting = 0
+        self.created = 0
+        self.reused = 0
+        self.closed = 0
+        self.timeouts = 0
+        self.releases: dict[tuple[ReleaseReason, ReleaseOutcome], int] = {}
+
+
+class ConnectionInfo:
+    """What we remember about one connection (protocol) across its acquisitions."""
+
+    __slots__ = ("created_at", "released_at", "uses")
+
+    def __init__(self, created_at: float) -> None:
+        self.created_at = created_at
+        self.released_at = created_at
+        self.uses = 0
+
+
+class Lease:
+    """One acquisition of a connection, from ``connect()`` to its release."""
+
+    __slots__ = ("acquired_at", "host", "info", "response", "reused", "span")
+
+    def __init__(
+        self, host: HostRecord, info: ConnectionInfo, acquired_at: float, reused: bool
+    ) -> None:
+        self.host = host
+        self.info = info
+        self.acquired_at = acquired_at
+        self.reused = reused
+        self.span: Optional[Span] = None
+        # Weak: a strong reference would keep an abandoned response alive, so it
+        # would never be garbage-collected and its release never classified.
+        self.response: Optional[weakref.ReferenceType[Any]] = None
+
+
+class Acquisition:
+    """State of an acquisition that queued or dialled (the slow path)."""
+
+    __slots__ = (
+        "create_span",
+        "create_started",
+        "dialled",
+        "host",
+        "parent",
+        "queued",
+        "wait_span",
+        "wait_started",
+        "waiting",
+    )
+
+    def __init__(self, host: HostRecord, parent: Optional[otel_context.Context]) -> None:
+        self.host = host
+        self.parent = parent
+        self.queued = False
+        self.waiting = False
+        self.wait_started = 0.0
+        self.wait_span: Optional[Span] = None
+        self.dialled = False
+        self.create_started = 0.0
+        self.create_span: Optional[Span] = None
+
+
+def _error_type(exc: BaseException) -> str:
+    cls = type(exc)
+    module = cls.__module__
+    if module in ("builtins", "asyncio.exceptions", "concurrent.futures._base"):
+        return cls.__qualname__
+    return f"{module}.{cls.__qualname__}"
+
+
+class PoolInstrumentation:
+    """Bookkeeping and spans of one instrumented connector."""
+
+    def __init__(
+        self,
+        *,
+        tracer: Tracer,
+        meters: PoolMeters,
+        pool_name: Optional[str],
+        max_hosts: int,
+        trace_all_leases: bool,
+        record_hold_time: bool,
+        read_state: Callable[[], tuple[int, dict[Any, int], dict[Any, int], int, int]],
+        identify: Callable[[Any], HostId],
+    ) -> None:
+        self.tracer = tracer
+        self.meters = meters
+        self.pool_name = pool_name
+        self.max_hosts = max_hosts
+        self.trace_all_leases = trace_all_leases
+        self.record_hold_time = record_hold_time
+        self._read_state = read_state
+        self._identify = identify
+        self.leases: dict[Any, Lease] = {}
+        self.connections: weakref.WeakKeyDictionary[Any, ConnectionInfo] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._hosts: dict[HostId, HostRecord] = {}
+        self._by_key: dict[Any, HostRecord] = {}
+        self._other: Optional[HostRecord] = None
+        self.pool_attributes: Attributes = {sc.POOL_NAME: pool_name} if pool_name else {}
+        self.last_snapshot: Optional[PoolSnapshot] = None
+
+    # --- host records ------------------------------------------------------
+
+    def host_for(self, key: Any) -> HostRecord:
+        """The record of aiohttp pool key ``key`` (cached; bounded by ``max_hosts``)."""
+        record = self._by_key.get(key)
+        if record is not None:
+            return record
+        identity = self._identify(key)
+        record = self._hosts.get(identity)
+        if record is None:
+            if len(self._hosts) >= self.max_hosts:
+                self._forget_empty_hosts()
+            if len(self._hosts) >= self.max_hosts:
+                record = self._other_record()
+            else:
+                record = HostRecord(identity, self._host_attributes(identity))
+                self._hosts[identity] = record
+        if len(self._by_key) >= 4 * self.max_hosts:
+            self._by_key.clear()
+        self._by_key[key] = record
+        return record
+
+    def _host_attributes(self, identity: HostId) -> Attributes:
+        host, port, scheme = identity
+        attributes: Attributes = {sc.SERVER_ADDRESS: host, sc.URL_SCHEME: scheme}
+        if port is not None:
+            attributes[sc.SERVER_PORT] = port
+        attributes.update(self.pool_attributes)
+        return attributes
+
+    def _other_record(self) -> HostRecord:
+        if self._other is None:
+            identity: HostId = (sc.OTHER_HOST, None, "")
+            attributes: Attributes = {sc.SERVER_ADDRESS: sc.OTHER_HOST}
+            attributes.update(self.pool_attributes)
+            self._other = HostRecord(identity, attributes)
+        return self._other
+
+    def _forget_empty_hosts(self) -> None:
+        _, idle, waiting, _, _ = self._read_state()
+        busy = {self._identify(k) for k, n in idle.items() if n}
+        busy.update(self._identify(k) for k, n in waiting.items() if n)
+        for identity, record in list(self._hosts.items()):
+            if not (record.active or record.connecting or identity in busy):
+                del self._hosts[identity]
+        self._by_key.clear()
+
+    # --- slow path: queueing and dialling ----------------------------------
+
+    def _start_span(
+        self, name: str, parent: Optional[otel_context.Context], attributes: Attributes
+    ) -> Optional[Span]:
+        if parent is None:
+            return None
+        attributes = dict(attributes)
+        method = CURRENT_REQUEST_METHOD.get()
+        if method is not None:
+            attributes[sc.HTTP_REQUEST_METHOD] = method
+        return self.tracer.start_span(
+            name, context=parent, kind=SpanKind.INTERNAL, attributes=attributes
+        )
+
+    def new_acquisition(self, key: Any) -> Optional[Acquisition]:
+        """Begin tracking an acquisition that left the fast path."""
+        try:
+            parent: Optional[otel_context.Context] = otel_context.get_current()
+            span_context = trace.get_current_span(parent).get_span_context()
+            # Follow the parent's sampling decision: an unsampled request builds no spans.
+            if span_context.is_valid and not span_context.trace_flags.sampled:
+                parent = None
+            return Acquisition(self.host_for(key), parent)
+        except Exception:
+            report_internal_error("new_acquisition")
+            return None
+
+    def wait_started(
+        self, acq: Acquisition, queue_depth: int, blocking_limit: str
+    ) -> None:
+        """The acquisition found no free slot and joined the queue."""
+        try:
+            acq.queued = acq.waiting = True
+            acq.wait_started = _monotonic()
+            acq.wait_span = self._start_span(
+                sc.SPAN_WAIT,
+                acq.parent,
+                {
+                    **acq.host.attributes,
+                    sc.POOL_QUEUE_DEPTH: queue_depth,
+                    sc.POOL_BLOCKING_LIMIT: blocking_limit,
+                },
+            )
+        except Exception:
+            report_internal_error("wait_started")
+
+    def wait_finished(self, acq: Acquisition) -> None:
+        """A slot became free for a queued acquisition."""
+        try:
+            if not acq.waiting:
+                return
+            acq.waiting = False
+            self.meters.wait_time.record(
+                _monotonic() - acq.wait_started, acq.host.attributes
+            )
+            if acq.wait_span is not None:
+                acq.wait_span.end()
+        except Exception:
+            report_internal_error("wait_finished")
+
+    def create_started(self, acq: Acquisition) -> Optional[object]:
+        """A new connection is being dialled; returns a context token to detach."""
+        try:
+            acq.dialled = True
+            acq.create_started = _monotonic()
+            acq.host.connecting += 1
+            span = self._start_span(sc.SPAN_CREATE, acq.parent, acq.host.attributes)
+            acq.create_span = span
+            if span is not None:
+                # Current while dialling, so the trace config's DNS span nests under it.
+                return otel_context.attach(trace.set_span_in_context(span, acq.parent))
+        except Exception:
+            report_internal_error("create_started")
+        return None
+
+    def create_detach(self, acq: Acquisition, token: Optional[object]) -> None:
+        """The dial returned or raised: restore the context, free the connecting slot."""
+        try:
+            acq.host.connecting -= 1
+            if token is not None:
+                otel_context.detach(token)  # type: ignore[arg-type]
+        except Exception:
+            report_internal_error("create_detach")
+
+    def create_finished(
+        self, acq: Acquisition, protocol: Any, peer: Optional[tuple[str, int]]
+    ) -> None:
+        """A new connection is open."""
+        try:
+            now = _monotonic()
+            self.connections[protocol] = ConnectionInfo(now)
+            self.meters.create_time.record(now - acq.create_started, acq.host.attributes)
+            span = acq.create_span
+            if span is not None:
+                if peer is not None and span.is_recording():
+                    span.set_attribute(sc.NETWORK_PEER_ADDRESS, str(peer[0]))
+                    span.set_attribute(sc.NETWORK_PEER_PORT, int(peer[1]))
+                span.end()
+                acq.create_span = None
+        except Exception:
+            report_internal_error("create_finished")
+
+    def acquire_failed(self, acq: Acquisition, exc: BaseException, timed_out: bool) -> None:
+        """``connect()`` raised: end open spans with the error; nothing was acquired."""
+        try:
+            if acq.waiting:
+                acq.waiting = False
+                if timed_out:
+                    acq.host.timeouts += 1
+                self._fail(acq.wait_span, exc, "pool_wait_timeout" if timed_out else None)
+            self._fail(acq.create_span, exc, "connect_timeout" if timed_out else None)
+            acq.create_span = None
+        except Exception:
+            report_internal_error("acquire_failed")
+
+    @staticmethod
+    def _fail(span: Optional[Span], exc: BaseException, error_type: Optional[str]) -> None:
+        if span is None:
+            return
+        kind = error_type or _error_type(exc)
+        span.set_attribute(sc.ERROR_TYPE, kind)
+        span.set_status(Status(StatusCode.ERROR, kind))
+        span.end()
+
+    # --- the hot path: acquisition and release -----------------------------
+
+    def acquired(self, key: Any, protocol: Any, acq: Optional[Acquisition]) -> None:
+        """``connect()`` returned a connection for ``protocol``."""
+        try:
+            now = _monotonic()
+            info = self.connections.get(protocol)
+            if info is None:  # dialled outside our _create_connection (should not happen)
+                info = self.connections[protocol] = ConnectionInfo(now)
+            reused = info.uses > 0
+            host = acq.host if acq is not None else self.host_for(key)
+            host.active += 1
+            if reused:
+                host.reused += 1
+            else:
+                host.created += 1
+            lease = Lease(host, info, now, reused)
+            self.leases[protocol] = lease
+            if acq is not None or self.trace_all_leases:
+                if acq is None:
+                    acq = self.new_acquisition(key)
+                if acq is not None and acq.parent is not None:
+                    self._start_lease_span(lease, acq, now)
+        except Exception:
+            report_internal_error("acquired")
+
+    def _start_lease_span(self, lease: Lease, acq: Acquisition, now: float) -> None:
+        attributes: Attributes = {
+            **lease.host.attributes,
+            sc.CONNECTION_REUSED: lease.reused,
+            sc.CONNECTION_QUEUED: acq.queued,
+        }
+        if lease.reused:
+            attributes[sc.CONNECTION_IDLE_TIME] = max(0.0, now - lease.info.released_at)
+        lease.span = self._start_span(sc.SPAN_LEASE, acq.parent, attributes)
+
+    def released(
+        self,
+        lease: Lease,
+        reason: ReleaseReason,
+        phase: Optional[ReleasePhase],
+        outcome: ReleaseOutcome,
+    ) -> None:
+        """aiohttp gave the connection of ``lease`` back (pooled or closed)."""
+        try:
+            now = _monotonic()
+            host = lease.host
+            host.active -= 1
+            pair = (reason, outcome)
+            host.releases[pair] = host.releases.get(pair, 0) + 1
+            info = lease.info
+            info.uses += 1
+            info.released_at = now
+            held = now - lease.acquired_at
+            if self.record_hold_time:
+                self.meters.use_time.record(held, host.attributes)
+            if outcome is ReleaseOutcome.CLOSED:
+                host.closed += 1
+                self.meters.connection_duration.record(now - info.created_at, host.attributes)
+            if lease.span is not None:
+                self._end_lease_span(lease.span, reason, phase, outcome, held)
+        except Exception:
+            report_internal_error("released")
+
+    @staticmethod
+    def _end_lease_span(
+        span: Span,
+        reason: ReleaseReason,
+        phase: Optional[ReleasePhase],
+        outcome: ReleaseOutcome,
+        held: float,
+    ) -> None:
+        if not span.is_recording():
+            span.end()
+            return
+        attributes: Attributes = {
+            sc.RELEASE_REASON: reason.value,
+            sc.RELEASE_OUTCOME: outcome.value,
+            sc.CONNECTION_HOLD_TIME: held,
+        }
+        if phase is not None:
+            attributes[sc.RELEASE_PHASE] = phase.value
+            span.add_event(sc.EVENT_EOF, {sc.RELEASE_PHASE: phase.value})
+        span.set_attributes(attributes)
+        event = sc.EVENT_RELEASED if outcome is ReleaseOutcome.POOLED else sc.EVENT_CLOSED
+        span.add_event(event, {sc.RELEASE_REASON: reason.value})
+        if reason is ReleaseReason.GC:
+            span.set_status(
+                Status(
+                    StatusCode.ERROR,
+                    "response was garbage-collected without being read, released or closed; "
+                    "use 'async with session.get(...)' or call resp.release()",
+                )
+            )
+        elif reason is ReleaseReason.ERROR:
+            span.set_status(Status(StatusCode.ERROR, "connection closed before a response"))
+        span.end()
+
+    # --- closes the connector performs by itself ---------------------------
+
+    def connector_closed(self, leases: dict[Any, Lease], idle: list[tuple[Any, Any]]) -> None:
+        """The connector closed: every held lease ends, every idle connection closes."""
+        try:
+            for lease in leases.values():
+                self.released(
+                    lease, ReleaseReason.CONNECTOR_CLOSED, None, ReleaseOutcome.CLOSED
+                )
+            self.idle_closed(idle)
+        except Exception:
+            report_internal_error("connector_closed")
+
+    def idle_closed(self, idle: list[tuple[Any, Any]]) -> None:
+        """Idle connections were closed (keep-alive expiry, peer gone, connector close)."""
+        try:
+            now = _monotonic()
+            for key, protocol in idle:
+                host = self.host_for(key)
+                host.closed += 1
+                info = self.connections.get(protocol)
+                if info is not None:
+                    self.meters.connection_duration.record(
+                        now - info.created_at, host.attributes
+                    )
+        except Exception:
+            report_internal_error("idle_closed")
+
+    # --- state, for statistics() and the metric callbacks ------------------
+
+    def snapshot(self) -> PoolSnapshot:
+        """Read the pool's state; safe to call from the metric reader's thread."""
+        acquired, idle_by_key, waiting_by_key, limit, limit_per_host = self._read_state()
+        idle: dict[HostId, int] = {}
+        waiting: dict[HostId, int] = {}
+        for key, n in idle_by_key.items():
+            identity = self._identify(key)
+            idle[identity] = idle.get(identity, 0) + n
+        for key, n in waiting_by_key.items():
+            identity = self._identify(key)
+            waiting[identity] = waiting.get(identity, 0) + n
+        records = list(self._hosts.values())
+        if self._other is not None:
+            records.append(self._other)
+        hosts = []
+        total_free = limit - acquired if limit else None
+        for record in records:
+            identity = record.identity
+            if record is self._other:
+                n_idle = sum(n for i, n in idle.items() if i not in self._hosts)
+                n_waiting = sum(n for i, n in waiting.items() if i not in self._hosts)
+            else:
+                n_idle = idle.get(identity, 0)
+                n_waiting = waiting.get(identity, 0)
+            held = record.active + record.connecting
+            available: Optional[int] = None
+            if limit_per_host:
+                available = limit_per_host - held
+            if total_free is not None:
+                available = total_free if available is None else min(available, total_free)
+            if available is not None:
+                available = max(available, 0)
+            hosts.append(
+                HostSnapshot(record, record.active, n_idle, n_waiting, available)
+            )
+        snap = PoolSnapshot(hosts, limit, limit_per_host, self.pool_attributes)
+        self.last_snapshot = snap
+        return snap
+
+    def statistics(self) -> PoolStatistics:
+        """A frozen :class:`PoolStatistics` of this connector."""
+        snap = self.snapshot()
+        per_host: dict[HostId, HostPoolStatistics] = {}
+        totals: dict[ReleaseReason, int] = {}
+        for h in snap.hosts:
+            r = h.record
+            releases: dict[ReleaseReason, int] = {}
+            for (reason, _), n in list(r.releases.items()):
+                releases[reason] = releases.get(reason, 0) + n
+                totals[reason] = totals.get(reason, 0) + n
+            per_host[r.identity] = HostPoolStatistics(
+                host=r.identity[0],
+                port=r.identity[1],
+                scheme=r.identity[2],
+                active=h.active,
+                idle=h.idle,
+                connecting=r.connecting,
+                waiting=h.waiting,
+                available=h.available,
+                limit=snap.limit,
+                limit_per_host=snap.limit_per_host,
+                created=r.created,
+                reused=r.reused,
+                closed=r.closed,
+                timeouts=r.timeouts,
+                releases=releases,
+            )
+        stats = list(per_host.values())
+        return PoolStatistics(
+            active=sum(s.active for s in stats),
+            idle=sum(s.idle for s in stats),
+            connecting=sum(s.connecting for s in stats),
+            waiting=sum(s.waiting for s in stats),
+            limit=snap.limit,
+            limit_per_host=snap.limit_per_host,
+            created=sum(s.created for s in stats),
+            reused=sum(s.reused for s in stats),
+            closed=sum(s.closed for s in stats),
+            timeouts=sum(s.timeouts for s in stats),
+            releases=totals,
+            hosts=per_host,
+        )
+
+
+class HostSnapshot:
+    """One pool key's state at one collection."""
+
+    __slots__ = ("active", "available", "idle", "record", "waiting")
+
+    def __init__(
+        self, record: HostRecord, active: int, idle: int, waiting: int, available: Optional[int]
+    ) -> None:
+        self.record = record
+        self.active = active
+        self.idle = idle
+        self.waiting = waiting
+        self.available = available
+
+    @property
+    def in_use(self) -> bool:
+        """Whether this key has anything open or pending (else its gauges are not reported)."""
+        return bool(self.active or self.idle or self.waiting or self.record.connecting)
+
+
+class PoolSnapshot:
+    """A connector's state at one collection."""
+
+    __slots__ = ("attributes", "hosts", "limit", "limit_per_host")
+
+    def __init__(
+        self, hosts: list[HostSnapshot], limit: int, limit_per_host: int, attributes: Attributes
+    ) -> None:
+        self.hosts = hosts
+        self.limit = limit
+        self.limit_per_host = limit_per_host
+        self.attributes = attributes

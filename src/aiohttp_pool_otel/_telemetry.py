@@ -1,0 +1,208 @@
+"""The instruments, created once per MeterProvider and shared by every connector on it.
+
+Pool state is never pushed per request: observable instruments read each
+connector's plain-int bookkeeping when the reader collects. Histograms are only
+recorded on slow paths (queueing, dialling, closing), or per release when the
+connector was asked to record hold times.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Optional
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Histogram, MeterProvider, Observation
+
+from . import semconv as sc
+from ._pool import PoolSnapshot, report_internal_error
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._pool import PoolInstrumentation
+
+SCOPE = "aiohttp_pool_otel"
+
+
+class PoolMeters:
+    """Every instrument of one MeterProvider, and the connectors that report to it."""
+
+    def __init__(self, meter_provider: Optional[MeterProvider]) -> None:
+        meter = metrics.get_meter(SCOPE, __version__, meter_provider)
+        # Copy-on-write tuple: the reader thread iterates a snapshot while the loop
+        # thread registers connectors.
+        self._pools: tuple[weakref.ReferenceType[PoolInstrumentation], ...] = ()
+        self._lock = threading.Lock()
+
+        # Created first on purpose: its callback takes the snapshot the others reuse
+        # (the SDK calls observable callbacks in creation order).
+        meter.create_observable_up_down_counter(
+            sc.METRIC_OPEN_CONNECTIONS,
+            [self._observe_open_connections],
+            unit="{connection}",
+            description="Connections in the pool, by state: active (held by a request) or idle.",
+        )
+        meter.create_observable_gauge(
+            sc.METRIC_AVAILABLE,
+            [self._observe_available],
+            unit="{connection}",
+            description="Connections this host key may still acquire without waiting.",
+        )
+        meter.create_observable_gauge(
+            sc.METRIC_MAX,
+            [self._observe_max],
+            unit="{connection}",
+            description="The connector's total limit (0 means no limit).",
+        )
+        meter.create_observable_gauge(
+            sc.METRIC_MAX_PER_HOST,
+            [self._observe_max_per_host],
+            unit="{connection}",
+            description="The connector's per-host limit (0 means no limit).",
+        )
+        meter.create_observable_up_down_counter(
+            sc.METRIC_PENDING,
+            [self._observe_pending],
+            unit="{request}",
+            description="Requests queued for a free connection slot.",
+        )
+        counters = (
+            (sc.METRIC_CREATED, "created", "Connections dialled."),
+            (sc.METRIC_REUSED, "reused", "Acquisitions served by an idle pooled connection."),
+            (sc.METRIC_CLOSED, "closed", "Connections closed, by the plugin's own observation."),
+            (sc.METRIC_TIMEOUTS, "timeouts", "Acquisitions that timed out waiting for a slot."),
+        )
+        for name, field, description in counters:
+            meter.create_observable_counter(
+                name,
+                [self._counter_callback(field)],
+                unit="{connection}",
+                description=description,
+            )
+        meter.create_observable_counter(
+            sc.METRIC_RELEASES,
+            [self._observe_releases],
+            unit="{connection}",
+            description="Connections given back by requests, by release reason and outcome.",
+        )
+
+        def histogram(name: str, description: str) -> Histogram:
+            return meter.create_histogram(
+                name,
+                unit="s",
+                description=description,
+                explicit_bucket_boundaries_advisory=list(sc.SECONDS_BUCKETS),
+            )
+
+        self.wait_time = histogram(
+            sc.METRIC_WAIT_TIME, "Time acquisitions spent queued for a free slot."
+        )
+        self.create_time = histogram(
+            sc.METRIC_CREATE_TIME, "Time to dial a new connection (DNS, TCP, TLS, proxy)."
+        )
+        self.use_time = histogram(
+            sc.METRIC_USE_TIME, "Time a request held its connection, acquisition to release."
+        )
+        self.connection_duration = histogram(
+            sc.METRIC_CONNECTION_DURATION, "Lifetime of connections, from dial to close."
+        )
+        self.dns_duration = histogram(sc.METRIC_DNS_DURATION, "Duration of DNS lookups.")
+
+    def register(self, pool: PoolInstrumentation) -> None:
+        """Report ``pool`` from now on, until it is garbage-collected."""
+        with self._lock:
+            live = tuple(r for r in self._pools if r() is not None)
+            self._pools = (*live, weakref.ref(pool))
+
+    # --- callbacks (reader thread) -----------------------------------------
+
+    def _snapshots(self, fresh: bool) -> Iterator[PoolSnapshot]:
+        for ref in self._pools:
+            pool = ref()
+            if pool is None:
+                continue
+            try:
+                snap = pool.last_snapshot if not fresh else None
+                yield snap if snap is not None else pool.snapshot()
+            except Exception:
+                report_internal_error("snapshot")
+
+    def _observe_open_connections(self, _: CallbackOptions) -> Iterable[Observation]:
+        out = []
+        for snap in self._snapshots(fresh=True):
+            for h in snap.hosts:
+                if h.in_use:
+                    attrs = h.record.attributes
+                    out.append(Observation(h.active, {**attrs, sc.HTTP_CONNECTION_STATE: "active"}))
+                    out.append(Observation(h.idle, {**attrs, sc.HTTP_CONNECTION_STATE: "idle"}))
+        return out
+
+    def _observe_available(self, _: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(h.available, h.record.attributes)
+            for snap in self._snapshots(fresh=False)
+            for h in snap.hosts
+            if h.in_use and h.available is not None
+        ]
+
+    def _observe_max(self, _: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(s.limit, s.attributes) for s in self._snapshots(fresh=False)]
+
+    def _observe_max_per_host(self, _: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(snap.limit_per_host, h.record.attributes)
+            for snap in self._snapshots(fresh=False)
+            for h in snap.hosts
+            if h.in_use
+        ]
+
+    def _observe_pending(self, _: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(h.waiting, h.record.attributes)
+            for snap in self._snapshots(fresh=False)
+            for h in snap.hosts
+            if h.in_use
+        ]
+
+    def _counter_callback(self, field: str) -> Any:
+        def observe(_: CallbackOptions) -> Iterable[Observation]:
+            return [
+                Observation(getattr(h.record, field), h.record.attributes)
+                for snap in self._snapshots(fresh=False)
+                for h in snap.hosts
+            ]
+
+        return observe
+
+    def _observe_releases(self, _: CallbackOptions) -> Iterable[Observation]:
+        out = []
+        for snap in self._snapshots(fresh=False):
+            for h in snap.hosts:
+                for (reason, outcome), n in list(h.record.releases.items()):
+                    attrs = {
+                        **h.record.attributes,
+                        sc.RELEASE_REASON: reason.value,
+                        sc.RELEASE_OUTCOME: outcome.value,
+                    }
+                    out.append(Observation(n, attrs))
+        return out
+
+
+_meters: weakref.WeakKeyDictionary[MeterProvider, PoolMeters] = weakref.WeakKeyDictionary()
+_global_meters: list[PoolMeters] = []
+_meters_lock = threading.Lock()
+
+
+def meters_for(meter_provider: Optional[MeterProvider]) -> PoolMeters:
+    """The shared :class:`PoolMeters` of ``meter_provider`` (``None``: the global one)."""
+    with _meters_lock:
+        if meter_provider is None:
+            if not _global_meters:
+                _global_meters.append(PoolMeters(None))
+            return _global_meters[0]
+        meters = _meters.get(meter_provider)
+        if meters is None:
+            meters = _meters[meter_provider] = PoolMeters(meter_provider)
+        return meters
