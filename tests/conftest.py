@@ -1,0 +1,221 @@
+"""Shared fixtures: explicit OTel providers with in-memory exporters, and real aiohttp
+servers on 127.0.0.1 that answer every body shape the pool cares about."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import aiohttp
+import pytest
+import trustme
+from aiohttp import web
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from aiohttp_pool_otel import OpenTelemetryTCPConnector, create_pool_trace_config
+
+# Bounded everywhere: the endless body stops by itself after this long.
+ENDLESS_SECONDS = 20.0
+
+
+@dataclass
+class Telemetry:
+    """Local providers plus what they captured."""
+
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    spans_exporter: InMemorySpanExporter
+    reader: InMemoryMetricReader
+
+    def spans(self, name: Optional[str] = None) -> list[ReadableSpan]:
+        spans = list(self.spans_exporter.get_finished_spans())
+        return [s for s in spans if name is None or s.name == name]
+
+    def metrics(self) -> dict[str, list[tuple[dict[str, Any], Any]]]:
+        """metric name -> [(attributes, value or histogram point)]."""
+        out: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+        data = self.reader.get_metrics_data()
+        if data is None:
+            return out
+        for rm in data.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    points = out.setdefault(metric.name, [])
+                    for dp in metric.data.data_points:
+                        value = getattr(dp, "value", dp)
+                        points.append((dict(dp.attributes), value))
+        return out
+
+    def connector(self, **kwargs: Any) -> OpenTelemetryTCPConnector:
+        return OpenTelemetryTCPConnector(
+            tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, **kwargs
+        )
+
+    def trace_config(self) -> aiohttp.TraceConfig:
+        return create_pool_trace_config(
+            tracer_provider=self.tracer_provider, meter_provider=self.meter_provider
+        )
+
+
+@pytest.fixture
+def telemetry() -> Iterator[Telemetry]:
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    yield Telemetry(tracer_provider, meter_provider, exporter, reader)
+    tracer_provider.shutdown()
+    meter_provider.shutdown()
+
+
+# --- servers ------------------------------------------------------------------
+
+
+async def _small(request: web.Request) -> web.Response:
+    return web.Response(text="hello")
+
+
+async def _empty(request: web.Request) -> web.Response:
+    return web.Response(status=204)
+
+
+async def _late_body(request: web.Request) -> web.StreamResponse:
+    """Headers now, the rest of a Content-Length body 200 ms later."""
+    resp = web.StreamResponse(headers={"Content-Length": "10"})
+    await resp.prepare(request)
+    await resp.write(b"01234")
+    await asyncio.sleep(0.2)
+    await resp.write(b"56789")
+    await resp.write_eof()
+    return resp
+
+
+async def _endless(request: web.Request) -> web.StreamResponse:
+    """A chunked body that drips until the client goes away (or a bound is hit)."""
+    resp = web.StreamResponse()
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ENDLESS_SECONDS
+    try:
+        while loop.time() < deadline:
+            await resp.write(b"x" * 16)
+            await asyncio.sleep(0.05)
+    except (ConnectionError, aiohttp.ClientConnectionResetError):
+        pass
+    return resp
+
+
+async def _cut(request: web.Request) -> web.StreamResponse:
+    """Promises 100 bytes, sends 10, then drops the connection."""
+    resp = web.StreamResponse(headers={"Content-Length": "100"})
+    await resp.prepare(request)
+    await resp.write(b"0123456789")
+    await asyncio.sleep(0.1)
+    assert request.transport is not None
+    request.transport.close()
+    return resp
+
+
+async def _big(request: web.Request) -> web.Response:
+    return web.Response(body=b"b" * (4 * 1024 * 1024))
+
+
+async def _close(request: web.Request) -> web.Response:
+    return web.Response(text="bye", headers={"Connection": "close"})
+
+
+async def _redirect(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/small")
+
+
+async def _error(request: web.Request) -> web.Response:
+    return web.Response(status=500, body=b"e" * (1024 * 1024))
+
+
+async def _hang(request: web.Request) -> web.Response:
+    await asyncio.sleep(ENDLESS_SECONDS)
+    return web.Response(text="late")
+
+
+def make_app() -> web.Application:
+    app = web.Application()
+    app.router.add_get("/small", _small)
+    app.router.add_get("/empty", _empty)
+    app.router.add_get("/late", _late_body)
+    app.router.add_get("/endless", _endless)
+    app.router.add_get("/big", _big)
+    app.router.add_get("/cut", _cut)
+    app.router.add_get("/close", _close)
+    app.router.add_get("/redirect", _redirect)
+    app.router.add_get("/error", _error)
+    app.router.add_get("/hang", _hang)
+    return app
+
+
+class Server:
+    """A running aiohttp server on 127.0.0.1."""
+
+    def __init__(self, runner: web.AppRunner, port: int, scheme: str = "http") -> None:
+        self.runner = runner
+        self.port = port
+        self.scheme = scheme
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"{self.scheme}://{host}:{self.port}{path}"
+
+
+async def start_server(
+    app: Optional[web.Application] = None,
+    ssl_context: Optional[ssl.SSLContext] = None,
+    **runner_kwargs: Any,
+) -> Server:
+    runner = web.AppRunner(app or make_app(), handle_signals=False, **runner_kwargs)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+    await site.start()
+    port = runner.addresses[0][1]
+    return Server(runner, port, "https" if ssl_context else "http")
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    srv = await start_server()
+    yield srv
+    await srv.runner.cleanup()
+
+
+@pytest.fixture
+async def server2() -> AsyncIterator[Server]:
+    srv = await start_server()
+    yield srv
+    await srv.runner.cleanup()
+
+
+@pytest.fixture(scope="session")
+def certificate_authority() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+async def tls_server(certificate_authority: trustme.CA) -> AsyncIterator[Server]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate_authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    srv = await start_server(ssl_context=context)
+    yield srv
+    await srv.runner.cleanup()
+
+
+@pytest.fixture
+def client_ssl_context(certificate_authority: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    certificate_authority.configure_trust(context)
+    return context

@@ -1,0 +1,202 @@
+"""Metric names, units, attribute sets, and gauges that tell the truth."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+
+from aiohttp_pool_otel import semconv as sc
+
+from .conftest import Server, Telemetry, start_server
+
+HOST_KEYS = {sc.SERVER_ADDRESS, sc.SERVER_PORT, sc.URL_SCHEME}
+
+
+def units_and_kinds(telemetry: Telemetry) -> dict[str, tuple[str, str]]:
+    data = telemetry.reader.get_metrics_data()
+    assert data is not None
+    out = {}
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            assert sm.scope.name == "aiohttp_pool_otel"
+            for metric in sm.metrics:
+                out[metric.name] = (metric.unit, type(metric.data).__name__)
+    return out
+
+
+def value(points: list[tuple[dict[str, Any], Any]], **match: Any) -> Any:
+    found = [v for attrs, v in points if all(attrs.get(k) == m for k, m in match.items())]
+    assert len(found) == 1, (match, points)
+    return found[0]
+
+
+async def test_every_instrument_has_its_name_unit_and_kind(
+    telemetry: Telemetry, server: Server
+) -> None:
+    async with aiohttp.ClientSession(
+        connector=telemetry.connector(limit=3, limit_per_host=2, record_hold_time=True),
+        trace_configs=[telemetry.trace_config()],
+    ) as session:
+        async with session.get(server.url("/small", host="localhost")) as resp:
+            await resp.read()
+        async with session.get(server.url("/close")) as resp:
+            await resp.read()
+        seen = units_and_kinds(telemetry)
+    assert seen == {
+        sc.METRIC_OPEN_CONNECTIONS: ("{connection}", "Sum"),
+        sc.METRIC_AVAILABLE: ("{connection}", "Gauge"),
+        sc.METRIC_MAX: ("{connection}", "Gauge"),
+        sc.METRIC_MAX_PER_HOST: ("{connection}", "Gauge"),
+        sc.METRIC_PENDING: ("{request}", "Sum"),
+        sc.METRIC_CREATED: ("{connection}", "Sum"),
+        sc.METRIC_REUSED: ("{connection}", "Sum"),
+        sc.METRIC_CLOSED: ("{connection}", "Sum"),
+        sc.METRIC_TIMEOUTS: ("{connection}", "Sum"),
+        sc.METRIC_RELEASES: ("{connection}", "Sum"),
+        sc.METRIC_CREATE_TIME: ("s", "Histogram"),
+        sc.METRIC_USE_TIME: ("s", "Histogram"),
+        sc.METRIC_CONNECTION_DURATION: ("s", "Histogram"),
+        sc.METRIC_DNS_DURATION: ("s", "Histogram"),
+    }
+
+
+async def test_attribute_sets_and_values(telemetry: Telemetry, server: Server) -> None:
+    async with aiohttp.ClientSession(
+        connector=telemetry.connector(limit=25, limit_per_host=5, pool_name="api")
+    ) as session:
+        held = await session.get(server.url("/endless"))
+        async with session.get(server.url("/small")) as resp:
+            await resp.read()
+        m = telemetry.metrics()
+        base = {sc.SERVER_ADDRESS: "127.0.0.1", sc.SERVER_PORT: server.port,
+                sc.URL_SCHEME: "http", sc.POOL_NAME: "api"}  # fmt: skip
+        for name in (sc.METRIC_AVAILABLE, sc.METRIC_PENDING, sc.METRIC_CREATED):
+            assert [attrs for attrs, _ in m[name]] == [base], name
+        assert value(m[sc.METRIC_OPEN_CONNECTIONS], **{sc.HTTP_CONNECTION_STATE: "active"}) == 1
+        assert value(m[sc.METRIC_OPEN_CONNECTIONS], **{sc.HTTP_CONNECTION_STATE: "idle"}) == 1
+        assert value(m[sc.METRIC_AVAILABLE]) == 4
+        assert value(m[sc.METRIC_MAX]) == 25
+        assert m[sc.METRIC_MAX] == [({sc.POOL_NAME: "api"}, 25)]
+        assert value(m[sc.METRIC_MAX_PER_HOST]) == 5
+        assert value(m[sc.METRIC_PENDING]) == 0
+        assert value(m[sc.METRIC_CREATED]) == 2
+        releases = m[sc.METRIC_RELEASES]
+        assert releases == [
+            ({**base, sc.RELEASE_REASON: "eof", sc.RELEASE_OUTCOME: "pooled"}, 1)
+        ]
+        held.close()
+        m = telemetry.metrics()
+        assert value(m[sc.METRIC_RELEASES], **{sc.RELEASE_REASON: "close"}) == 1
+        assert value(m[sc.METRIC_CLOSED]) == 1
+        assert value(m[sc.METRIC_OPEN_CONNECTIONS], **{sc.HTTP_CONNECTION_STATE: "active"}) == 0
+        assert value(m[sc.METRIC_AVAILABLE]) == 5
+
+
+async def test_histograms_use_second_buckets(telemetry: Telemetry, server: Server) -> None:
+    async with aiohttp.ClientSession(connector=telemetry.connector()) as session:
+        async with session.get(server.url("/small")) as resp:
+            await resp.read()
+        (_, point), = telemetry.metrics()[sc.METRIC_CREATE_TIME]
+    assert tuple(point.explicit_bounds) == sc.SECONDS_BUCKETS
+    assert point.count == 1 and 0 < point.sum < 5
+
+
+async def test_pending_requests_gauge_counts_waiters(telemetry: Telemetry, server: Server) -> None:
+    async with aiohttp.ClientSession(
+        connector=telemetry.connector(limit_per_host=1)
+    ) as session:
+        held = await session.get(server.url("/endless"))
+        waiters = [asyncio.create_task(session.get(server.url("/small"))) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        m = telemetry.metrics()
+        assert value(m[sc.METRIC_PENDING]) == 3
+        assert value(m[sc.METRIC_AVAILABLE]) == 0
+        held.close()
+        for resp in await asyncio.gather(*waiters):
+            resp.release()
+        m = telemetry.metrics()
+        assert value(m[sc.METRIC_PENDING]) == 0
+
+
+async def test_gauges_return_to_zero_and_empty_hosts_stop_reporting(
+    telemetry: Telemetry, server: Server
+) -> None:
+    connector = telemetry.connector(limit_per_host=2)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        resp = await session.get(server.url("/endless"))
+        async with session.get(server.url("/small")) as r:
+            await r.read()
+        assert telemetry.metrics()[sc.METRIC_OPEN_CONNECTIONS]
+        resp.close()
+    m = telemetry.metrics()
+    # Connector closed: nothing open, so no open-connection series at all.
+    assert m.get(sc.METRIC_OPEN_CONNECTIONS, []) == []
+    assert m.get(sc.METRIC_PENDING, []) == []
+    stats = connector.statistics()
+    assert (stats.active, stats.idle, stats.waiting, stats.connecting) == (0, 0, 0, 0)
+    # Counters stay: the idle connection closed by the connector is counted.
+    assert value(m[sc.METRIC_CLOSED]) == 2
+
+
+async def test_hosts_beyond_max_hosts_fold_into_other(telemetry: Telemetry) -> None:
+    servers = [await start_server() for _ in range(4)]
+    try:
+        connector = telemetry.connector(max_hosts=2)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            held = [await session.get(srv.url("/endless")) for srv in servers]
+            m = telemetry.metrics()
+            addresses = sorted(a[sc.SERVER_ADDRESS] for a, _ in m[sc.METRIC_CREATED])
+            assert addresses == ["127.0.0.1", "127.0.0.1", sc.OTHER_HOST]
+            assert value(m[sc.METRIC_CREATED], **{sc.SERVER_ADDRESS: sc.OTHER_HOST}) == 2
+            active = [
+                v for a, v in m[sc.METRIC_OPEN_CONNECTIONS]
+                if a[sc.HTTP_CONNECTION_STATE] == "active"
+            ]  # fmt: skip
+            assert sum(active) == 4
+            for resp in held:
+                resp.close()
+            # Once the first hosts are empty, a new host takes a freed slot.
+            extra = await start_server()
+            servers.append(extra)
+            async with session.get(extra.url("/small")) as resp:
+                await resp.read()
+            ports = {h.port for h in connector.statistics().hosts.values()}
+            assert extra.port in ports
+            assert len(connector._pool_otel._hosts) <= 2
+    finally:
+        for srv in servers:
+            await srv.runner.cleanup()
+
+
+async def test_two_connectors_on_one_meter_provider_report_separately(
+    telemetry: Telemetry, server: Server
+) -> None:
+    a = telemetry.connector(pool_name="a")
+    b = telemetry.connector(pool_name="b")
+    async with aiohttp.ClientSession(connector=a) as sa, aiohttp.ClientSession(connector=b) as sb:
+        for session in (sa, sb, sb):
+            async with session.get(server.url("/small")) as resp:
+                await resp.read()
+        m = telemetry.metrics()
+    assert value(m[sc.METRIC_REUSED], **{sc.POOL_NAME: "a"}) == 0
+    assert value(m[sc.METRIC_REUSED], **{sc.POOL_NAME: "b"}) == 1
+
+
+@pytest.mark.parametrize("record_hold_time", [False, True])
+async def test_hold_time_histogram_only_when_asked(
+    telemetry: Telemetry, server: Server, record_hold_time: bool
+) -> None:
+    async with aiohttp.ClientSession(
+        connector=telemetry.connector(record_hold_time=record_hold_time)
+    ) as session:
+        for _ in range(3):
+            async with session.get(server.url("/small")) as resp:
+                await resp.read()
+        m = telemetry.metrics()
+    if record_hold_time:
+        assert value(m[sc.METRIC_USE_TIME]).count == 3
+    else:
+        assert sc.METRIC_USE_TIME not in m

@@ -1,0 +1,241 @@
+"""Every release is classified exactly once, by the reason users need to see."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import ssl
+import warnings
+from typing import Any, Optional
+
+import aiohttp
+import pytest
+
+from aiohttp_pool_otel import ReleaseReason
+from aiohttp_pool_otel import semconv as sc
+
+from .conftest import Server, Telemetry
+
+
+def lease_releases(telemetry: Telemetry) -> list[tuple[Any, Any, Any]]:
+    """(reason, phase, outcome) of every ended lease span, in end order."""
+    return [
+        (
+            s.attributes.get(sc.RELEASE_REASON),
+            s.attributes.get(sc.RELEASE_PHASE),
+            s.attributes.get(sc.RELEASE_OUTCOME),
+        )
+        for s in telemetry.spans(sc.SPAN_LEASE)
+    ]
+
+
+async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def session_of(telemetry: Telemetry) -> Any:
+    sessions: list[aiohttp.ClientSession] = []
+
+    def make(**connector_kwargs: Any) -> aiohttp.ClientSession:
+        connector_kwargs.setdefault("trace_all_leases", True)
+        session = aiohttp.ClientSession(
+            connector=telemetry.connector(**connector_kwargs),
+            trace_configs=[telemetry.trace_config()],
+        )
+        sessions.append(session)
+        return session
+
+    yield make
+    for session in sessions:
+        await session.close()
+
+
+async def test_small_body_is_released_at_headers_before_request_returns(
+    telemetry: Telemetry, server: Server, session_of: Any
+) -> None:
+    session = session_of()
+    resp = await session.get(server.url("/small"))
+    # Not read, not closed: aiohttp already gave the connection back.
+    assert resp.connection is None
+    assert lease_releases(telemetry) == [("eof", "headers", "pooled")]
+    stats = session.connector.statistics()
+    assert stats.active == 0 and stats.idle == 1
+    assert stats.releases == {ReleaseReason.EOF: 1}
+    resp.release()
+    # A later release of an already released response is not a second release.
+    assert session.connector.statistics().releases == {ReleaseReason.EOF: 1}
+
+
+@pytest.mark.parametrize(("method", "path"), [("HEAD", "/small"), ("GET", "/empty")])
+async def test_bodiless_responses_release_at_headers(
+    telemetry: Telemetry, server: Server, session_of: Any, method: str, path: str
+) -> None:
+    session = session_of()
+    async with session.request(method, server.url(path)) as resp:
+        assert resp.connection is None
+    assert lease_releases(telemetry) == [("eof", "headers", "pooled")]
+
+
+async def test_body_completing_after_headers_releases_in_body_phase_unread(
+    telemetry: Telemetry, server: Server, session_of: Any
+) -> None:
+    session = session_of()
+    resp = await session.get(server.url("/late"))
+    assert resp.connection is not None
+    assert session.connector.statistics().active == 1
+    # Nobody reads: EOF still arrives and aiohttp releases in the background.
+    await wait_until(lambda: resp.connection is None)
+    assert lease_releases(telemetry) == [("eof", "body", "pooled")]
+    stats = session.connector.statistics()
+    assert (stats.active, stats.idle) == (0, 1)
+
+
+async def test_read_body_is_eof_body(
+    telemetry: Telemetry, server: Server, session_of: Any
+) -> None:
+    session = session_of()
+    async with session.get(server.url("/late")) as resp:
+        assert await resp.read() == b"0123456789"
+    assert lease_releases(telemetry) == [("eof", "body", "pooled")]
+
+
+async def test_close_before_eof_is_close_and_closes(
+    telemetry: Telemetry, server: Server, session_of: Any
+) -> None:
+    session = session_of()
+    resp = await session.get(server.url("/endless"))
+    resp.close()
+    assert lease_releases(telemetry) == [("close", None, "closed")]
+    stats = session.connector.statistics()
+    assert (stats.active, stats.idle, stats.closed) == (0, 0, 1)
+
+
+async def test_context_exit_without_reading_is_release(
+    telemetry: Telemetry, server: Server, session_of: Any
+) -> None:
+    session = session_of()
+    async with session.get(server.url("/endless")) as resp:
+        assert resp.status == 200
+    # An unfinished body cannot go back to the pool: released, but closed.
+    assert lease_releases(telemetry) == [("release", None, "closed")]
+
+
+async def test_big_unread_body_release_closes(
+    telemetry: Telemetry, server: Server, session_of: Any
+) -> None:
+    session = session_of()
+    resp = await session.get(server.url("/big"))
+    await asyncio.sleep(0.05)
+    resp.release()
+    assert lease_releases(telemetry) == [("release", None, "closed")]
+
+
+async def test_connection_close_header_is_eof_closed(
+    telemetry: Telemetry, server: Server, session_of: Any
+) -> None:
+    session = session_of()
+    async with session.get(server.url("/close")) as resp:
+        assert await resp.text() == "bye"
+    assert lease_releases(telemetry) == [("eof", "headers", "closed")]
+    assert session.connector.statistics().closed == 1
+
+
+async def test_redirect_releases_each_hop_and_reuses(
+    telemetry: Telemetry, server: Server, session_of: Any
+) -> None:
+    session = session_of()
+    async with session.get(server.url("/redirect")) as resp:
+        assert resp.status == 200
+    assert lease_releases(telemetry) == [("eof", "headers", "pooled")] * 2
+    stats = session.connector.statistics()
+    assert (stats.created, stats.reused) == (1, 1)
+    leases = telemetry.spans(sc.SPAN_LEASE)
+    assert [s.attributes[sc.CONNECTION_REUSED] for s in leases] == [False, True]
+
+
+async def test_raise_for_status_releases_before_eof(
+    telemetry: Telemetry, server: Server, session_of: Any
+) -> None:
+    session = session_of()
+    with pytest.raises(aiohttp.ClientResponseError):
+        await session.get(server.url("/error"), raise_for_status=True)
+    reasons = lease_releases(telemetry)
+    assert len(reasons) == 1
+    assert reasons[0][0] in ("release", "eof")  # eof when the 1 MiB body won the race
+    assert session.connector.statistics().active == 0
+
+
+async def test_unclosed_response_garbage_collected_is_gc(
+    telemetry: Telemetry, server: Server, session_of: Any
+) -> None:
+    session = session_of()
+    resp: Optional[aiohttp.ClientResponse] = await session.get(server.url("/cut"))
+    assert session.connector.statistics().active == 1
+    # While the body streams, aiohttp itself keeps the response alive (protocol ->
+    # payload -> EOF callback); once the server cut the body, the response can die.
+    await asyncio.sleep(0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        del resp
+        gc.collect()
+    assert lease_releases(telemetry) == [("gc", None, "closed")]
+    span = telemetry.spans(sc.SPAN_LEASE)[0]
+    assert span.status.status_code.name == "ERROR"
+    assert "garbage-collected" in (span.status.description or "")
+    assert session.connector.statistics().active == 0
+
+
+async def test_session_close_with_outstanding_response_is_connector_closed(
+    telemetry: Telemetry, server: Server, session_of: Any
+) -> None:
+    session = session_of()
+    resp = await session.get(server.url("/endless"))
+    await session.close()
+    assert lease_releases(telemetry) == [("connector_closed", None, "closed")]
+    resp.close()  # a no-op for aiohttp, and not a second release
+    stats = session.connector.statistics() if session.connector else None
+    assert stats is None or stats.active == 0
+    assert len(telemetry.spans(sc.SPAN_LEASE)) == 1
+
+
+async def test_tls_connection_is_https_and_classified(
+    telemetry: Telemetry,
+    tls_server: Server,
+    session_of: Any,
+    client_ssl_context: ssl.SSLContext,
+) -> None:
+    session = session_of(ssl=client_ssl_context)
+    for _ in range(2):
+        async with session.get(tls_server.url("/small")) as resp:
+            assert await resp.text() == "hello"
+    assert lease_releases(telemetry) == [("eof", "headers", "pooled")] * 2
+    (host,) = session.connector.statistics().hosts.values()
+    assert (host.scheme, host.created, host.reused) == ("https", 1, 1)
+
+
+async def test_server_closing_idle_connection_then_reuse_attempt(
+    telemetry: Telemetry, session_of: Any
+) -> None:
+    from .conftest import start_server
+
+    srv = await start_server(keepalive_timeout=0.05)
+    try:
+        session = session_of()
+        async with session.get(srv.url("/small")) as resp:
+            await resp.read()
+        await asyncio.sleep(0.3)  # the server drops the idle connection
+        async with session.get(srv.url("/small")) as resp:
+            assert await resp.text() == "hello"
+        stats = session.connector.statistics()
+        # The dead idle connection was discarded, a new one dialled: two leases.
+        assert stats.created == 2
+        assert stats.releases == {ReleaseReason.EOF: 2}
+        assert stats.active == 0
+    finally:
+        await srv.runner.cleanup()

@@ -1,0 +1,290 @@
+"""Span shapes: which acquisitions get spans, their attributes, parents and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+
+from aiohttp_pool_otel import semconv as sc
+
+from .conftest import Server, Telemetry
+
+
+def by_name(spans: list[ReadableSpan]) -> dict[str, list[ReadableSpan]]:
+    out: dict[str, list[ReadableSpan]] = {}
+    for span in spans:
+        out.setdefault(span.name, []).append(span)
+    return out
+
+
+async def get_text(session: aiohttp.ClientSession, url: str) -> str:
+    async with session.get(url) as resp:
+        return await resp.text()
+
+
+async def test_first_request_dials_and_gets_create_and_lease_spans_under_request_span(
+    telemetry: Telemetry, server: Server
+) -> None:
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    async with aiohttp.ClientSession(
+        connector=telemetry.connector(), trace_configs=[telemetry.trace_config()]
+    ) as session:
+        with tracer.start_as_current_span("request") as request_span:
+            assert await get_text(session, server.url("/small")) == "hello"
+        request_id = request_span.get_span_context().span_id
+        spans = by_name(telemetry.spans())
+        (create,) = spans[sc.SPAN_CREATE]
+        (lease,) = spans[sc.SPAN_LEASE]
+        assert sc.SPAN_WAIT not in spans
+        assert create.parent is not None and create.parent.span_id == request_id
+        assert lease.parent is not None and lease.parent.span_id == request_id
+        assert create.attributes[sc.SERVER_ADDRESS] == "127.0.0.1"
+        assert create.attributes[sc.SERVER_PORT] == server.port
+        assert create.attributes[sc.URL_SCHEME] == "http"
+        assert create.attributes[sc.HTTP_REQUEST_METHOD] == "GET"
+        assert create.attributes[sc.NETWORK_PEER_ADDRESS] == "127.0.0.1"
+        assert lease.attributes[sc.CONNECTION_REUSED] is False
+        assert lease.attributes[sc.RELEASE_REASON] == "eof"
+        assert lease.attributes[sc.RELEASE_PHASE] == "headers"
+        assert lease.attributes[sc.RELEASE_OUTCOME] == "pooled"
+        assert lease.attributes[sc.CONNECTION_HOLD_TIME] >= 0
+        assert [e.name for e in lease.events] == [sc.EVENT_EOF, sc.EVENT_RELEASED]
+
+        # A reused, unqueued acquisition is the hot path: no span by default.
+        telemetry.spans_exporter.clear()
+        with tracer.start_as_current_span("request"):
+            assert await get_text(session, server.url("/small")) == "hello"
+        assert [s.name for s in telemetry.spans()] == ["request"]
+
+
+async def test_trace_all_leases_adds_a_lease_span_with_idle_time_for_reuse(
+    telemetry: Telemetry, server: Server
+) -> None:
+    async with aiohttp.ClientSession(
+        connector=telemetry.connector(trace_all_leases=True)
+    ) as session:
+        for _ in range(3):
+            await get_text(session, server.url("/small"))
+    leases = telemetry.spans(sc.SPAN_LEASE)
+    assert [s.attributes[sc.CONNECTION_REUSED] for s in leases] == [False, True, True]
+    assert sc.CONNECTION_IDLE_TIME not in leases[0].attributes
+    assert all(s.attributes[sc.CONNECTION_IDLE_TIME] >= 0 for s in leases[1:])
+
+
+async def test_dns_span_is_a_child_of_create(telemetry: Telemetry, server: Server) -> None:
+    async with aiohttp.ClientSession(
+        connector=telemetry.connector(force_close=True),  # every request dials
+        trace_configs=[telemetry.trace_config()],
+    ) as session:
+        for _ in range(2):
+            assert await get_text(session, server.url("/small", host="localhost")) == "hello"
+    spans = by_name(telemetry.spans())
+    first, second = spans[sc.SPAN_CREATE]
+    (dns,) = spans[sc.SPAN_DNS]  # the second dial was answered by aiohttp's DNS cache
+    assert dns.parent is not None
+    assert dns.parent.span_id == first.get_span_context().span_id
+    assert dns.attributes[sc.SERVER_ADDRESS] == "localhost"
+    assert first.attributes[sc.DNS_CACHE_HIT] is False
+    assert second.attributes[sc.DNS_CACHE_HIT] is True
+    durations = telemetry.metrics()[sc.METRIC_DNS_DURATION]
+    assert sum(point.count for _, point in durations) == 1
+
+
+async def test_queued_acquisition_gets_a_wait_span_naming_the_blocking_limit(
+    telemetry: Telemetry, server: Server
+) -> None:
+    async with aiohttp.ClientSession(
+        connector=telemetry.connector(limit=10, limit_per_host=1)
+    ) as session:
+        await asyncio.gather(*(get_text(session, server.url("/late")) for _ in range(3)))
+        stats = session.connector.statistics()  # type: ignore[union-attr]
+    spans = by_name(telemetry.spans())
+    waits = spans[sc.SPAN_WAIT]
+    assert len(waits) == 2
+    assert sorted(s.attributes[sc.POOL_QUEUE_DEPTH] for s in waits) == [0, 1]
+    assert {s.attributes[sc.POOL_BLOCKING_LIMIT] for s in waits} == {"limit_per_host"}
+    assert all(s.status.is_ok for s in waits)
+    # Queued acquisitions are traced leases, and say so.
+    queued = [s for s in spans[sc.SPAN_LEASE] if s.attributes[sc.CONNECTION_QUEUED]]
+    assert len(queued) == 2
+    assert (stats.created, stats.reused, stats.waiting, stats.active) == (1, 2, 0, 0)
+    waits_hist = telemetry.metrics()[sc.METRIC_WAIT_TIME]
+    assert sum(point.count for _, point in waits_hist) == 2
+
+
+async def test_total_limit_is_named_when_it_blocks(telemetry: Telemetry, server: Server) -> None:
+    async with aiohttp.ClientSession(connector=telemetry.connector(limit=1)) as session:
+        await asyncio.gather(*(get_text(session, server.url("/late")) for _ in range(2)))
+    (wait,) = telemetry.spans(sc.SPAN_WAIT)
+    assert wait.attributes[sc.POOL_BLOCKING_LIMIT] == "limit"
+
+
+async def test_pool_wait_timeout(telemetry: Telemetry, server: Server) -> None:
+    async with aiohttp.ClientSession(
+        connector=telemetry.connector(limit_per_host=1)
+    ) as session:
+        held = await session.get(server.url("/endless"))
+        with pytest.raises(aiohttp.ConnectionTimeoutError):
+            await session.get(
+                server.url("/small"), timeout=aiohttp.ClientTimeout(connect=0.2)
+            )
+        stats = session.connector.statistics()  # type: ignore[union-attr]
+        assert (stats.timeouts, stats.waiting, stats.active) == (1, 0, 1)
+        held.close()
+    (wait,) = telemetry.spans(sc.SPAN_WAIT)
+    assert wait.status.status_code.name == "ERROR"
+    assert wait.attributes[sc.ERROR_TYPE] == "pool_wait_timeout"
+    timeouts = telemetry.metrics()[sc.METRIC_TIMEOUTS]
+    assert sum(v for _, v in timeouts) == 1
+
+
+async def test_cancel_while_queued_ends_the_wait_span_and_counts_nothing(
+    telemetry: Telemetry, server: Server
+) -> None:
+    async with aiohttp.ClientSession(
+        connector=telemetry.connector(limit_per_host=1)
+    ) as session:
+        held = await session.get(server.url("/endless"))
+        task = asyncio.create_task(session.get(server.url("/small")))
+        await asyncio.sleep(0.1)
+        assert session.connector.statistics().waiting == 1  # type: ignore[union-attr]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        stats = session.connector.statistics()  # type: ignore[union-attr]
+        assert (stats.waiting, stats.active, stats.created, stats.timeouts) == (0, 1, 1, 0)
+        held.close()
+    (wait,) = telemetry.spans(sc.SPAN_WAIT)
+    assert wait.attributes[sc.ERROR_TYPE] == "CancelledError"
+    assert len(telemetry.spans(sc.SPAN_LEASE)) == 1  # the held one only
+
+
+async def test_connect_error_marks_create_span_and_leaves_pool_empty(
+    telemetry: Telemetry,
+) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with aiohttp.ClientSession(connector=telemetry.connector()) as session:
+        with pytest.raises(aiohttp.ClientConnectorError):
+            await session.get(f"http://127.0.0.1:{port}/")
+        stats = session.connector.statistics()  # type: ignore[union-attr]
+    assert (stats.active, stats.connecting, stats.created) == (0, 0, 0)
+    (create,) = telemetry.spans(sc.SPAN_CREATE)
+    assert create.status.status_code.name == "ERROR"
+    assert "ClientConnectorError" in create.attributes[sc.ERROR_TYPE]
+    assert telemetry.spans(sc.SPAN_LEASE) == []
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[int]:
+    """Accepts TCP (in the kernel backlog) but never answers: a TLS dial hangs."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield sock.getsockname()[1]
+
+
+async def test_cancel_while_dialling(telemetry: Telemetry, silent_listener: int) -> None:
+    async with aiohttp.ClientSession(
+        connector=telemetry.connector(ssl=ssl.create_default_context())
+    ) as session:
+        task = asyncio.create_task(session.get(f"https://127.0.0.1:{silent_listener}/"))
+        await asyncio.sleep(0.2)
+        assert session.connector.statistics().connecting == 1  # type: ignore[union-attr]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        stats = session.connector.statistics()  # type: ignore[union-attr]
+        assert (stats.connecting, stats.active, stats.created) == (0, 0, 0)
+    (create,) = telemetry.spans(sc.SPAN_CREATE)
+    assert create.attributes[sc.ERROR_TYPE] == "CancelledError"
+
+
+async def test_dial_timeout_is_told_apart_from_pool_wait(
+    telemetry: Telemetry, silent_listener: int
+) -> None:
+    async with aiohttp.ClientSession(
+        connector=telemetry.connector(ssl=ssl.create_default_context())
+    ) as session:
+        with pytest.raises(aiohttp.ServerTimeoutError):
+            await session.get(
+                f"https://127.0.0.1:{silent_listener}/",
+                timeout=aiohttp.ClientTimeout(connect=0.2),
+            )
+        assert session.connector.statistics().timeouts == 0  # type: ignore[union-attr]
+    (create,) = telemetry.spans(sc.SPAN_CREATE)
+    assert create.attributes[sc.ERROR_TYPE] == "connect_timeout"
+
+
+async def test_unsampled_parent_builds_no_spans(telemetry: Telemetry, server: Server) -> None:
+    parent = NonRecordingSpan(
+        SpanContext(trace_id=1, span_id=2, is_remote=True, trace_flags=TraceFlags(0))
+    )
+    async with aiohttp.ClientSession(
+        connector=telemetry.connector(limit_per_host=1, trace_all_leases=True),
+        trace_configs=[telemetry.trace_config()],
+    ) as session:
+        from opentelemetry import context
+
+        token = context.attach(set_span_in_context(parent))
+        try:
+            await asyncio.gather(*(get_text(session, server.url("/late")) for _ in range(2)))
+        finally:
+            context.detach(token)
+        stats = session.connector.statistics()  # type: ignore[union-attr]
+    assert telemetry.spans() == []
+    assert (stats.created, stats.reused) == (1, 1)  # metrics still count everything
+
+
+async def test_held_response_lease_outlives_its_request_span(
+    telemetry: Telemetry, server: Server
+) -> None:
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    async with aiohttp.ClientSession(connector=telemetry.connector()) as session:
+        with tracer.start_as_current_span("request"):
+            resp = await session.get(server.url("/endless"))
+        assert [s.name for s in telemetry.spans()] == [sc.SPAN_CREATE, "request"]
+        await asyncio.sleep(0.1)
+        resp.close()
+    spans = by_name(telemetry.spans())
+    (request,) = spans["request"]
+    (lease,) = spans[sc.SPAN_LEASE]
+    assert lease.end_time is not None and request.end_time is not None
+    assert lease.end_time > request.end_time
+    assert lease.attributes[sc.RELEASE_REASON] == "close"
+
+
+async def test_unix_connector(telemetry: Telemetry, tmp_path: Any) -> None:
+    from aiohttp import web
+
+    from aiohttp_pool_otel import OpenTelemetryUnixConnector
+
+    from .conftest import make_app
+
+    path = str(tmp_path / "s.sock")
+    runner = web.AppRunner(make_app(), handle_signals=False)
+    await runner.setup()
+    await web.UnixSite(runner, path).start()
+    try:
+        connector = OpenTelemetryUnixConnector(
+            path=path,
+            tracer_provider=telemetry.tracer_provider,
+            meter_provider=telemetry.meter_provider,
+        )
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for _ in range(2):
+                assert await get_text(session, "http://unix.invalid/small") == "hello"
+            stats = connector.statistics()
+        assert (stats.created, stats.reused) == (1, 1)
+        assert list(stats.hosts) == [("unix.invalid", 80, "http")]
+    finally:
+        await runner.cleanup()
