@@ -21,6 +21,8 @@ __del__ / _closed / status``.
 from __future__ import annotations
 
 import asyncio
+import inspect
+import warnings
 import weakref
 from collections.abc import Coroutine
 from contextvars import ContextVar
@@ -49,6 +51,41 @@ AIOHTTP_VERSION: tuple[int, ...] = tuple(
 )
 # 3.10.11+ queues in a method of its own; 3.9 queues inline in connect().
 HAS_WAIT_METHOD = hasattr(BaseConnector, "_wait_for_available_connection")
+
+
+
+def missing_internals() -> list[str]:
+    """The private aiohttp names this adapter needs and does not find (empty: supported)."""
+    from aiohttp.connector import Connection
+
+    expected = {
+        (BaseConnector, "connect"): ("req", "traces", "timeout"),
+        (BaseConnector, "_create_connection"): ("req", "traces", "timeout"),
+        (BaseConnector, "_release"): ("key", "protocol", "should_close"),
+        (BaseConnector, "_close"): (),
+        (BaseConnector, "_cleanup"): (),
+        (BaseConnector, "_available_connections"): ("key",),
+        (ClientResponse, "start"): ("connection",),
+        (ClientResponse, "release"): (),
+        (ClientResponse, "close"): (),
+        (Connection, "release"): (),
+    }
+    missing = []
+    for (cls, name), params in expected.items():
+        method = getattr(cls, name, None)
+        try:
+            found = inspect.signature(method).parameters if callable(method) else {}
+        except (TypeError, ValueError):
+            found = {}
+        if not callable(method) or not set(params) <= set(found):
+            missing.append(f"{cls.__name__}.{name}({', '.join(params)})")
+    for cls, attr in ((ClientResponse, "_closed"), (ClientResponse, "status")):
+        if not hasattr(cls, attr):
+            missing.append(f"{cls.__name__}.{attr}")
+    return missing
+
+
+MISSING_INTERNALS = missing_internals()
 
 # The acquisition in progress in this task, once it left the fast path. Set by the
 # queueing and dialling overrides, read and cleared by connect(): they all run in
@@ -161,7 +198,9 @@ class InstrumentedConnectorMixin(BaseConnector):
                 return len(self._acquired), idle, waiting, self._limit, self._limit_per_host
             except RuntimeError:
                 continue
-        return len(self._acquired), {}, {}, self._limit, self._limit_per_host
+            except AttributeError:  # an aiohttp whose internals moved: limits only
+                break
+        return 0, {}, {}, self.limit, self.limit_per_host
 
     def _pool_otel_blocking_limit(self) -> str:
         if self._limit and len(self._acquired) >= self._limit:
@@ -301,3 +340,30 @@ class InstrumentedConnectorMixin(BaseConnector):
                     self._pool_otel.idle_closed(gone)
             except Exception:
                 report_internal_error("cleanup")
+
+
+class PublicOnlyConnectorMixin(BaseConnector):
+    """Stand-in for :class:`InstrumentedConnectorMixin` on an aiohttp whose internals
+    this package does not know: no overrides, so aiohttp runs untouched, and the
+    metrics report the limits, which are public."""
+
+    _pool_otel: PoolInstrumentation
+
+    def _pool_otel_read_state(
+        self,
+    ) -> tuple[int, dict[Any, int], dict[Any, int], int, int]:
+        return 0, {}, {}, self.limit, self.limit_per_host
+
+
+def connector_mixin() -> type[BaseConnector]:
+    """The mixin for this aiohttp: full instrumentation, or limits only with a warning."""
+    if not MISSING_INTERNALS:
+        return InstrumentedConnectorMixin
+    warnings.warn(
+        f"aiohttp-pool-otel does not support aiohttp {aiohttp.__version__}: "
+        f"{', '.join(MISSING_INTERNALS)} not found. Pool spans and per-request metrics "
+        "are disabled; only the connector limits are reported.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    return PublicOnlyConnectorMixin

@@ -9,7 +9,10 @@ transport callbacks, where an exception would break the user's request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import sys
 import time
 import weakref
 from contextvars import ContextVar
@@ -42,6 +45,28 @@ CURRENT_REQUEST_METHOD: ContextVar[Optional[str]] = ContextVar(
 _monotonic = time.monotonic
 _warned: set[str] = set()
 
+# Frames from these directories are aiohttp's, asyncio's or ours: the request's
+# origin is the first frame outside them.
+_INTERNAL_DIRS = tuple(
+    os.path.dirname(m.__file__) + os.sep
+    for m in (sys.modules["aiohttp"], asyncio, sys.modules[__package__ or "aiohttp_pool_otel"])
+    if m is not None and m.__file__
+)
+_OPENTELEMETRY_DIR = os.sep + "opentelemetry" + os.sep
+
+
+def request_origin() -> Optional[tuple[str, int, str]]:
+    """(file, line, function) of the code that awaited the request, outside aiohttp."""
+    frame = sys._getframe(2)
+    for _ in range(64):
+        if frame is None:
+            return None
+        filename = frame.f_code.co_filename
+        if not filename.startswith(_INTERNAL_DIRS) and _OPENTELEMETRY_DIR not in filename:
+            return (filename, frame.f_lineno, frame.f_code.co_name)
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
 
 def report_internal_error(where: str) -> None:
     """Log a telemetry failure once per call site; never raise."""
@@ -63,6 +88,7 @@ class HostRecord:
         "connecting",
         "created",
         "identity",
+        "queued",
         "releases",
         "reused",
         "timeouts",
@@ -78,6 +104,8 @@ class HostRecord:
         self.closed = 0
         self.timeouts = 0
         self.releases: dict[tuple[ReleaseReason, ReleaseOutcome], int] = {}
+        # Acquisitions that found no free slot, by the limit that blocked them.
+        self.queued: dict[str, int] = {}
 
 
 class ConnectionInfo:
@@ -94,7 +122,16 @@ class ConnectionInfo:
 class Lease:
     """One acquisition of a connection, from ``connect()`` to its release."""
 
-    __slots__ = ("acquired_at", "host", "info", "response", "reused", "span")
+    __slots__ = (
+        "acquired_at",
+        "held_too_long",
+        "host",
+        "info",
+        "origin",
+        "response",
+        "reused",
+        "span",
+    )
 
     def __init__(
         self, host: HostRecord, info: ConnectionInfo, acquired_at: float, reused: bool
@@ -104,6 +141,8 @@ class Lease:
         self.acquired_at = acquired_at
         self.reused = reused
         self.span: Optional[Span] = None
+        self.held_too_long = False
+        self.origin: Optional[tuple[str, int, str]] = None
         # Weak: a strong reference would keep an abandoned response alive, so it
         # would never be garbage-collected and its release never classified.
         self.response: Optional[weakref.ReferenceType[Any]] = None
@@ -156,6 +195,8 @@ class PoolInstrumentation:
         max_hosts: int,
         trace_all_leases: bool,
         record_hold_time: bool,
+        watchdog_threshold: Optional[float] = None,
+        capture_request_location: bool = False,
         read_state: Callable[[], tuple[int, dict[Any, int], dict[Any, int], int, int]],
         identify: Callable[[Any], HostId],
     ) -> None:
@@ -165,6 +206,9 @@ class PoolInstrumentation:
         self.max_hosts = max_hosts
         self.trace_all_leases = trace_all_leases
         self.record_hold_time = record_hold_time
+        self.watchdog_threshold = watchdog_threshold
+        self.capture_request_location = capture_request_location
+        self._watchdog: Optional[asyncio.TimerHandle] = None
         self._read_state = read_state
         self._identify = identify
         self.leases: dict[Any, Lease] = {}
@@ -259,6 +303,8 @@ class PoolInstrumentation:
         try:
             acq.queued = acq.waiting = True
             acq.wait_started = _monotonic()
+            queued = acq.host.queued
+            queued[blocking_limit] = queued.get(blocking_limit, 0) + 1
             acq.wait_span = self._start_span(
                 sc.SPAN_WAIT,
                 acq.parent,
@@ -334,11 +380,42 @@ class PoolInstrumentation:
                 acq.waiting = False
                 if timed_out:
                     acq.host.timeouts += 1
+                    if acq.wait_span is not None and acq.wait_span.is_recording():
+                        self._describe_pool(acq.wait_span)
                 self._fail(acq.wait_span, exc, "pool_wait_timeout" if timed_out else None)
             self._fail(acq.create_span, exc, "connect_timeout" if timed_out else None)
             acq.create_span = None
         except Exception:
             report_internal_error("acquire_failed")
+
+    def _describe_pool(self, span: Span) -> None:
+        """Put a bounded picture of the pool on ``span``: why did the wait time out?"""
+        now = _monotonic()
+        oldest: dict[HostId, float] = {}
+        for lease in list(self.leases.values()):
+            identity = lease.host.identity
+            oldest[identity] = max(oldest.get(identity, 0.0), now - lease.acquired_at)
+        hosts = self.snapshot().hosts
+        span.set_attributes(
+            {
+                sc.POOL_ACTIVE: sum(h.active for h in hosts),
+                sc.POOL_IDLE: sum(h.idle for h in hosts),
+                sc.POOL_WAITING: sum(h.waiting for h in hosts),
+                sc.POOL_OLDEST_LEASE_AGE: max(oldest.values(), default=0.0),
+            }
+        )
+        busiest = sorted((h for h in hosts if h.in_use), key=lambda h: -h.active)[:10]
+        for h in busiest:
+            span.add_event(
+                sc.EVENT_POOL_KEY,
+                {
+                    **h.record.attributes,
+                    sc.POOL_ACTIVE: h.active,
+                    sc.POOL_IDLE: h.idle,
+                    sc.POOL_WAITING: h.waiting,
+                    sc.POOL_OLDEST_LEASE_AGE: oldest.get(h.record.identity, 0.0),
+                },
+            )
 
     @staticmethod
     def _fail(span: Optional[Span], exc: BaseException, error_type: Optional[str]) -> None:
@@ -367,6 +444,10 @@ class PoolInstrumentation:
                 host.created += 1
             lease = Lease(host, info, now, reused)
             self.leases[protocol] = lease
+            if self.capture_request_location:
+                lease.origin = request_origin()
+            if self.watchdog_threshold is not None and self._watchdog is None:
+                self._arm_watchdog()
             if acq is not None or self.trace_all_leases:
                 if acq is None:
                     acq = self.new_acquisition(key)
@@ -408,10 +489,77 @@ class PoolInstrumentation:
             if outcome is ReleaseOutcome.CLOSED:
                 host.closed += 1
                 self.meters.connection_duration.record(now - info.created_at, host.attributes)
+            if reason is ReleaseReason.GC and lease.origin is not None:
+                self._report_gc(lease, held)
             if lease.span is not None:
                 self._end_lease_span(lease.span, reason, phase, outcome, held)
         except Exception:
             report_internal_error("released")
+
+    @staticmethod
+    def _report_gc(lease: Lease, held: float) -> None:
+        assert lease.origin is not None
+        filename, lineno, function = lease.origin
+        where = f"{filename}:{lineno}"
+        if where not in _warned:
+            _warned.add(where)
+            _log.warning(
+                "aiohttp-pool-otel: the response of the request made at %s (in %s) was "
+                "garbage-collected without being read, released or closed; it held its "
+                "connection for %.3fs. Use 'async with session.get(...)' or resp.release().",
+                where,
+                function,
+                held,
+            )
+        if lease.span is not None and lease.span.is_recording():
+            lease.span.set_attributes(
+                {sc.CODE_FILEPATH: filename, sc.CODE_LINENO: lineno, sc.CODE_FUNCTION: function}
+            )
+
+    # --- the held-connection watchdog ---------------------------------------
+
+    def _arm_watchdog(self) -> None:
+        assert self.watchdog_threshold is not None
+        interval = max(self.watchdog_threshold / 2, 0.05)
+        self._watchdog = asyncio.get_running_loop().call_later(interval, self._watch)
+
+    def _watch(self) -> None:
+        """Flag leases held past the threshold; re-arms itself while leases exist."""
+        self._watchdog = None
+        try:
+            threshold = self.watchdog_threshold
+            if threshold is None or not self.leases:
+                return
+            now = _monotonic()
+            for lease in list(self.leases.values()):
+                held = now - lease.acquired_at
+                if not lease.held_too_long and held >= threshold:
+                    lease.held_too_long = True
+                    if lease.span is not None and lease.span.is_recording():
+                        lease.span.add_event(
+                            sc.EVENT_HELD_TOO_LONG, {sc.CONNECTION_HOLD_TIME: held}
+                        )
+            self._arm_watchdog()
+        except Exception:
+            report_internal_error("watchdog")
+
+    def stop_watchdog(self) -> None:
+        """Cancel the watchdog timer (the connector closed)."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    def held_too_long(self) -> dict[HostId, int]:
+        """Leases held at least the watchdog threshold right now, per host (any thread)."""
+        threshold = self.watchdog_threshold
+        out: dict[HostId, int] = {}
+        if threshold is None:
+            return out
+        deadline = _monotonic() - threshold
+        for lease in list(self.leases.copy().values()):
+            if lease.acquired_at <= deadline:
+                out[lease.host.identity] = out.get(lease.host.identity, 0) + 1
+        return out
 
     @staticmethod
     def _end_lease_span(
@@ -452,6 +600,7 @@ class PoolInstrumentation:
     def connector_closed(self, leases: dict[Any, Lease], idle: list[tuple[Any, Any]]) -> None:
         """The connector closed: every held lease ends, every idle connection closes."""
         try:
+            self.stop_watchdog()
             for lease in leases.values():
                 self.released(
                     lease, ReleaseReason.CONNECTOR_CLOSED, None, ReleaseOutcome.CLOSED
@@ -488,6 +637,7 @@ class PoolInstrumentation:
         for key, n in waiting_by_key.items():
             identity = self._identify(key)
             waiting[identity] = waiting.get(identity, 0) + n
+        held_too_long = self.held_too_long()
         records = list(self._hosts.values())
         if self._other is not None:
             records.append(self._other)
@@ -510,9 +660,22 @@ class PoolInstrumentation:
             if available is not None:
                 available = max(available, 0)
             hosts.append(
-                HostSnapshot(record, record.active, n_idle, n_waiting, available)
+                HostSnapshot(
+                    record,
+                    record.active,
+                    n_idle,
+                    n_waiting,
+                    available,
+                    held_too_long.get(identity, 0),
+                )
             )
-        snap = PoolSnapshot(hosts, limit, limit_per_host, self.pool_attributes)
+        snap = PoolSnapshot(
+            hosts,
+            limit,
+            limit_per_host,
+            self.pool_attributes,
+            watchdog=self.watchdog_threshold is not None,
+        )
         self.last_snapshot = snap
         return snap
 
@@ -564,12 +727,19 @@ class PoolInstrumentation:
 class HostSnapshot:
     """One pool key's state at one collection."""
 
-    __slots__ = ("active", "available", "idle", "record", "waiting")
+    __slots__ = ("active", "available", "held_too_long", "idle", "record", "waiting")
 
     def __init__(
-        self, record: HostRecord, active: int, idle: int, waiting: int, available: Optional[int]
+        self,
+        record: HostRecord,
+        active: int,
+        idle: int,
+        waiting: int,
+        available: Optional[int],
+        held_too_long: int = 0,
     ) -> None:
         self.record = record
+        self.held_too_long = held_too_long
         self.active = active
         self.idle = idle
         self.waiting = waiting
@@ -584,11 +754,17 @@ class HostSnapshot:
 class PoolSnapshot:
     """A connector's state at one collection."""
 
-    __slots__ = ("attributes", "hosts", "limit", "limit_per_host")
+    __slots__ = ("attributes", "hosts", "limit", "limit_per_host", "watchdog")
 
     def __init__(
-        self, hosts: list[HostSnapshot], limit: int, limit_per_host: int, attributes: Attributes
+        self,
+        hosts: list[HostSnapshot],
+        limit: int,
+        limit_per_host: int,
+        attributes: Attributes,
+        watchdog: bool = False,
     ) -> None:
+        self.watchdog = watchdog
         self.hosts = hosts
         self.limit = limit
         self.limit_per_host = limit_per_host

@@ -82,6 +82,18 @@ class PoolMeters:
                 description=description,
             )
         meter.create_observable_counter(
+            sc.METRIC_QUEUED,
+            [self._observe_queued],
+            unit="{request}",
+            description="Acquisitions that found no free slot, by the limit that blocked them.",
+        )
+        meter.create_observable_up_down_counter(
+            sc.METRIC_HELD_TOO_LONG,
+            [self._observe_held_too_long],
+            unit="{connection}",
+            description="Connections held longer than the watchdog threshold right now.",
+        )
+        meter.create_observable_counter(
             sc.METRIC_RELEASES,
             [self._observe_releases],
             unit="{connection}",
@@ -175,6 +187,23 @@ class PoolMeters:
             ]
 
         return observe
+
+    def _observe_queued(self, _: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(n, {**h.record.attributes, sc.POOL_BLOCKING_LIMIT: limit})
+            for snap in self._snapshots(fresh=False)
+            for h in snap.hosts
+            for limit, n in list(h.record.queued.items())
+        ]
+
+    def _observe_held_too_long(self, _: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(h.held_too_long, h.record.attributes)
+            for snap in self._snapshots(fresh=False)
+            if snap.watchdog
+            for h in snap.hosts
+            if h.in_use
+        ]
 
     def _observe_releases(self, _: CallbackOptions) -> Iterable[Observation]:
         out = []

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import aiohttp
 from opentelemetry import trace
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from ._aiohttp_adapter import InstrumentedConnectorMixin, identify
+from ._aiohttp_adapter import InstrumentedConnectorMixin, connector_mixin, identify
 from ._pool import PoolInstrumentation
 from ._telemetry import SCOPE, meters_for
 from ._validation import check_providers
@@ -24,6 +24,8 @@ def _check_options(
     max_hosts: Any,
     trace_all_leases: Any,
     record_hold_time: Any,
+    watchdog_threshold: Any,
+    capture_request_location: Any,
     connector_kwargs: dict[str, Any],
 ) -> None:
     check_providers(tracer_provider, meter_provider)
@@ -31,7 +33,20 @@ def _check_options(
         raise ValueError(f"pool_name must be a non-empty string or None, got {pool_name!r}")
     if isinstance(max_hosts, bool) or not isinstance(max_hosts, int) or max_hosts < 1:
         raise ValueError(f"max_hosts must be an integer >= 1, got {max_hosts!r}")
-    flags = {"trace_all_leases": trace_all_leases, "record_hold_time": record_hold_time}
+    if watchdog_threshold is not None and (
+        isinstance(watchdog_threshold, bool)
+        or not isinstance(watchdog_threshold, (int, float))
+        or not watchdog_threshold > 0
+    ):
+        raise ValueError(
+            f"watchdog_threshold must be a number of seconds > 0 or None, "
+            f"got {watchdog_threshold!r}"
+        )
+    flags = {
+        "trace_all_leases": trace_all_leases,
+        "record_hold_time": record_hold_time,
+        "capture_request_location": capture_request_location,
+    }
     for name, value in flags.items():
         if not isinstance(value, bool):
             raise TypeError(f"{name} must be True or False, got {value!r}")
@@ -44,7 +59,14 @@ def _check_options(
                 )
 
 
-class _OpenTelemetryConnector(InstrumentedConnectorMixin):
+if TYPE_CHECKING:
+    _Mixin = InstrumentedConnectorMixin
+else:
+    # On an aiohttp whose internals moved: a mixin without overrides (one warning).
+    _Mixin = connector_mixin()
+
+
+class _OpenTelemetryConnector(_Mixin):
     """Shared constructor, ``statistics()`` and ``repr`` of the instrumented connectors."""
 
     def __init__(
@@ -56,6 +78,8 @@ class _OpenTelemetryConnector(InstrumentedConnectorMixin):
         max_hosts: int = 1000,
         trace_all_leases: bool = False,
         record_hold_time: bool = False,
+        watchdog_threshold: Optional[float] = None,
+        capture_request_location: bool = False,
         **connector_kwargs: Any,
     ) -> None:
         _check_options(
@@ -65,6 +89,8 @@ class _OpenTelemetryConnector(InstrumentedConnectorMixin):
             max_hosts,
             trace_all_leases,
             record_hold_time,
+            watchdog_threshold,
+            capture_request_location,
             connector_kwargs,
         )
         super().__init__(**connector_kwargs)
@@ -76,6 +102,10 @@ class _OpenTelemetryConnector(InstrumentedConnectorMixin):
             max_hosts=max_hosts,
             trace_all_leases=trace_all_leases,
             record_hold_time=record_hold_time,
+            watchdog_threshold=(
+                float(watchdog_threshold) if watchdog_threshold is not None else None
+            ),
+            capture_request_location=capture_request_location,
             read_state=self._pool_otel_read_state,
             identify=identify,
         )
@@ -111,6 +141,11 @@ class OpenTelemetryTCPConnector(_OpenTelemetryConnector, aiohttp.TCPConnector):
       that queued or dialled (costs one span per request).
     * ``record_hold_time``: record ``aiohttp.client.connection.use_time`` on every
       release (costs one histogram record per request).
+    * ``watchdog_threshold``: seconds after which a held connection counts as held too
+      long (``aiohttp.client.connection.held_too_long`` gauge, ``held_too_long`` event
+      on its lease span). Off by default.
+    * ``capture_request_location``: remember which line of your code made each request,
+      so a response garbage-collected unclosed is logged with it (a few µs per request).
     """
 
 

@@ -1,0 +1,159 @@
+"""Leaks and saturation made visible: the watchdog, request origins, queue counters,
+the pool picture on a wait timeout, and graceful degradation on an unknown aiohttp."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import pathlib
+import subprocess
+import sys
+import warnings
+from typing import Any
+
+import aiohttp
+import pytest
+
+from aiohttp_pool_otel import semconv as sc
+
+from .conftest import Server, Telemetry
+
+
+def points(telemetry: Telemetry, name: str) -> list[tuple[dict[str, Any], Any]]:
+    return telemetry.metrics().get(name, [])
+
+
+async def test_watchdog_counts_and_marks_connections_held_too_long(
+    telemetry: Telemetry, server: Server
+) -> None:
+    connector = telemetry.connector(watchdog_threshold=0.2, trace_all_leases=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        held = await session.get(server.url("/endless"))
+        async with session.get(server.url("/small")) as resp:
+            await resp.read()
+        assert [v for _, v in points(telemetry, sc.METRIC_HELD_TOO_LONG)] == [0]
+        await asyncio.sleep(0.5)
+        assert [v for _, v in points(telemetry, sc.METRIC_HELD_TOO_LONG)] == [1]
+        held.close()
+        assert [v for _, v in points(telemetry, sc.METRIC_HELD_TOO_LONG)] == [0]
+    leases = telemetry.spans(sc.SPAN_LEASE)
+    flagged = [s for s in leases if any(e.name == sc.EVENT_HELD_TOO_LONG for e in s.events)]
+    assert len(flagged) == 1
+    assert flagged[0].attributes[sc.RELEASE_REASON] == "close"
+    (event,) = [e for e in flagged[0].events if e.name == sc.EVENT_HELD_TOO_LONG]
+    assert event.attributes is not None
+    assert event.attributes[sc.CONNECTION_HOLD_TIME] >= 0.2
+
+
+async def test_watchdog_off_reports_no_gauge(telemetry: Telemetry, server: Server) -> None:
+    async with aiohttp.ClientSession(connector=telemetry.connector()) as session:
+        async with session.get(server.url("/small")) as resp:
+            await resp.read()
+        assert points(telemetry, sc.METRIC_HELD_TOO_LONG) == []
+
+
+async def test_gc_release_names_the_line_that_made_the_request(
+    telemetry: Telemetry, server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    connector = telemetry.connector(capture_request_location=True, trace_all_leases=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        resp: Any = await session.get(server.url("/cut"))  # the leaking line
+        await asyncio.sleep(0.3)
+        with caplog.at_level(logging.WARNING, "aiohttp_pool_otel"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            del resp
+            gc.collect()
+    (lease,) = telemetry.spans(sc.SPAN_LEASE)
+    assert lease.attributes[sc.RELEASE_REASON] == "gc"
+    assert lease.attributes[sc.CODE_FILEPATH] == __file__
+    assert lease.attributes[sc.CODE_FUNCTION] == (
+        "test_gc_release_names_the_line_that_made_the_request"
+    )
+    source = pathlib.Path(__file__).read_text().splitlines()  # noqa: ASYNC240
+    line = source[int(lease.attributes[sc.CODE_LINENO]) - 1]
+    assert "the leaking line" in line
+    assert any("garbage-collected" in r.getMessage() for r in caplog.records)
+
+
+async def test_queued_counter_names_the_limiting_factor(
+    telemetry: Telemetry, server: Server
+) -> None:
+    async with aiohttp.ClientSession(
+        connector=telemetry.connector(limit=3, limit_per_host=1)
+    ) as session:
+        async def get() -> None:
+            async with session.get(server.url("/late")) as resp:
+                await resp.read()
+
+        await asyncio.gather(*(get() for _ in range(3)))
+        queued = points(telemetry, sc.METRIC_QUEUED)
+    assert [(a[sc.POOL_BLOCKING_LIMIT], v) for a, v in queued] == [("limit_per_host", 2)]
+
+
+async def test_wait_timeout_span_carries_a_picture_of_the_pool(
+    telemetry: Telemetry, server: Server, server2: Server
+) -> None:
+    async with aiohttp.ClientSession(connector=telemetry.connector(limit=2)) as session:
+        held = [
+            await session.get(server.url("/endless")),
+            await session.get(server2.url("/endless")),
+        ]
+        await asyncio.sleep(0.1)
+        patient = asyncio.create_task(session.get(server2.url("/small")))
+        with pytest.raises(aiohttp.ConnectionTimeoutError):
+            await session.get(server.url("/small"), timeout=aiohttp.ClientTimeout(connect=0.2))
+        patient.cancel()
+        for resp in held:
+            resp.close()
+    wait, _ = telemetry.spans(sc.SPAN_WAIT)  # the impatient one ended first
+    assert wait.attributes[sc.ERROR_TYPE] == "pool_wait_timeout"
+    assert wait.attributes[sc.POOL_BLOCKING_LIMIT] == "limit"
+    assert wait.attributes[sc.POOL_ACTIVE] == 2
+    assert wait.attributes[sc.POOL_WAITING] == 1  # the patient one; the failing one left
+    assert wait.attributes[sc.POOL_OLDEST_LEASE_AGE] >= 0.3
+    keys = [e for e in wait.events if e.name == sc.EVENT_POOL_KEY]
+    assert sorted(e.attributes[sc.SERVER_PORT] for e in keys) == sorted(  # type: ignore[index]
+        [server.port, server2.port]
+    )
+
+
+def test_unknown_aiohttp_degrades_to_limits_with_one_warning(tmp_path: Any) -> None:
+    script = tmp_path / "degrade.py"
+    script.write_text(
+        """
+import asyncio, warnings
+import aiohttp
+from aiohttp import web
+del aiohttp.BaseConnector._cleanup   # an aiohttp whose internals moved
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import aiohttp_pool_otel
+messages = [str(w.message) for w in caught if "does not support aiohttp" in str(w.message)]
+assert len(messages) == 1, messages
+assert "BaseConnector._cleanup" in messages[0]
+
+async def main():
+    app = web.Application()
+    app.router.add_get("/", lambda r: web.Response(text="ok"))
+    runner = web.AppRunner(app); await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0); await site.start()
+    port = runner.addresses[0][1]
+    connector = aiohttp_pool_otel.OpenTelemetryTCPConnector(limit=7)
+    async with aiohttp.ClientSession(connector=connector) as s:
+        for _ in range(3):
+            async with s.get(f"http://127.0.0.1:{port}/") as r:
+                assert await r.text() == "ok"
+        stats = connector.statistics()
+        assert stats.limit == 7 and stats.active == 0, stats
+    await runner.cleanup()
+    print("DEGRADED-OK")
+
+asyncio.run(main())
+"""
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "DEGRADED-OK" in done.stdout
