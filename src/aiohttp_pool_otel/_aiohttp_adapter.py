@@ -16,6 +16,10 @@ _wait_for_available_connection (3.10.11+) / _available_connections / _acquired /
 _conns / _waiters / _limit / _limit_per_host / _force_close / _closed``,
 ``Connection._key / _connector``, ``ClientResponse.start / release / close /
 __del__ / _closed / status``.
+
+One attribute is added to aiohttp's objects: ``ResponseHandler._pool_otel_record``,
+our record of that connection. It lives and dies with the protocol, so the
+bookkeeping is bounded by the pool, and the reuse path needs no lookup.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from ._pool import (
     HostId,
     Lease,
     PoolInstrumentation,
+    TrackedConnection,
     report_internal_error,
 )
 from .semconv import ReleaseOutcome, ReleasePhase, ReleaseReason
@@ -93,6 +98,14 @@ MISSING_INTERNALS = missing_internals()
 _ACQUISITION: ContextVar[Optional[Acquisition]] = ContextVar(
     "aiohttp_pool_otel_acquisition", default=None
 )
+
+
+_RECORD = "_pool_otel_record"
+
+
+def record_of(protocol: Any) -> Optional[TrackedConnection]:
+    """Our record of an aiohttp protocol, if it was dialled by an instrumented connector."""
+    return getattr(protocol, _RECORD, None)
 
 
 def identify(key: Any) -> HostId:
@@ -244,7 +257,11 @@ class InstrumentedConnectorMixin(BaseConnector):
         if acq is not None:
             _ACQUISITION.set(None)
             pool.wait_finished(acq)  # aiohttp 3.9: the wait ends when a pooled one is handed out
-        pool.acquired(conn._key, conn.protocol, acq)
+        proto = conn.protocol
+        known = getattr(proto, _RECORD, None)
+        record = pool.acquired(conn._key, proto, known, acq)
+        if record is not known and record is not None:
+            setattr(proto, _RECORD, record)
         return conn
 
     async def _wait_for_available_connection(
@@ -282,7 +299,9 @@ class InstrumentedConnectorMixin(BaseConnector):
                 peer = (str(raw[0]), int(raw[1]))
         except Exception:
             report_internal_error("peername")
-        pool.create_finished(acq, proto, peer)
+        record = pool.create_finished(acq, peer)
+        if record is not None:
+            setattr(proto, _RECORD, record)
         return proto
 
     def _release(
@@ -314,10 +333,12 @@ class InstrumentedConnectorMixin(BaseConnector):
         if pool is None or self._closed:
             return super()._close(*args, **kwargs)
         leases: dict[Any, Lease] = {}
-        idle: list[tuple[Any, Any]] = []
+        idle: list[tuple[Any, Optional[TrackedConnection]]] = []
         try:
             leases, pool.leases = pool.leases, {}
-            idle = [(key, proto) for key, conns in self._conns.items() for proto, _ in conns]
+            idle = [
+                (key, record_of(proto)) for key, conns in self._conns.items() for proto, _ in conns
+            ]
         except Exception:
             report_internal_error("close")
         try:
@@ -335,7 +356,9 @@ class InstrumentedConnectorMixin(BaseConnector):
         if before:
             try:
                 alive = {id(proto) for conns in self._conns.values() for proto, _ in conns}
-                gone = [(key, proto) for key, proto in before if id(proto) not in alive]
+                gone = [
+                    (key, record_of(proto)) for key, proto in before if id(proto) not in alive
+                ]
                 if gone:
                     self._pool_otel.idle_closed(gone)
             except Exception:

@@ -108,44 +108,43 @@ class HostRecord:
         self.queued: dict[str, int] = {}
 
 
-class ConnectionInfo:
-    """What we remember about one connection (protocol) across its acquisitions."""
+class TrackedConnection:
+    """One connection (an aiohttp protocol) across its life, and its current lease.
 
-    __slots__ = ("created_at", "released_at", "uses")
-
-    def __init__(self, created_at: float) -> None:
-        self.created_at = created_at
-        self.released_at = created_at
-        self.uses = 0
-
-
-class Lease:
-    """One acquisition of a connection, from ``connect()`` to its release."""
+    A connection is held by at most one request at a time, so the lease fields are
+    simply reset at each acquisition: no allocation on the reuse path.
+    """
 
     __slots__ = (
         "acquired_at",
+        "created_at",
         "held_too_long",
         "host",
-        "info",
         "origin",
+        "released_at",
         "response",
         "reused",
         "span",
+        "uses",
     )
 
-    def __init__(
-        self, host: HostRecord, info: ConnectionInfo, acquired_at: float, reused: bool
-    ) -> None:
+    def __init__(self, host: HostRecord, created_at: float) -> None:
         self.host = host
-        self.info = info
-        self.acquired_at = acquired_at
-        self.reused = reused
+        self.created_at = created_at
+        self.released_at = created_at
+        self.uses = 0
+        self.acquired_at = created_at
+        self.reused = False
         self.span: Optional[Span] = None
         self.held_too_long = False
         self.origin: Optional[tuple[str, int, str]] = None
         # Weak: a strong reference would keep an abandoned response alive, so it
         # would never be garbage-collected and its release never classified.
         self.response: Optional[weakref.ReferenceType[Any]] = None
+
+
+# The lease of a connection is its record while a request holds it.
+Lease = TrackedConnection
 
 
 class Acquisition:
@@ -209,12 +208,13 @@ class PoolInstrumentation:
         self.watchdog_threshold = watchdog_threshold
         self.capture_request_location = capture_request_location
         self._watchdog: Optional[asyncio.TimerHandle] = None
+        # One test on the hot path for every per-lease option.
+        self._per_lease_work = (
+            trace_all_leases or capture_request_location or watchdog_threshold is not None
+        )
         self._read_state = read_state
         self._identify = identify
         self.leases: dict[Any, Lease] = {}
-        self.connections: weakref.WeakKeyDictionary[Any, ConnectionInfo] = (
-            weakref.WeakKeyDictionary()
-        )
         self._hosts: dict[HostId, HostRecord] = {}
         self._by_key: dict[Any, HostRecord] = {}
         self._other: Optional[HostRecord] = None
@@ -356,12 +356,12 @@ class PoolInstrumentation:
             report_internal_error("create_detach")
 
     def create_finished(
-        self, acq: Acquisition, protocol: Any, peer: Optional[tuple[str, int]]
-    ) -> None:
-        """A new connection is open."""
+        self, acq: Acquisition, peer: Optional[tuple[str, int]]
+    ) -> Optional[TrackedConnection]:
+        """A new connection is open: returns its record, for the adapter to keep."""
         try:
             now = _monotonic()
-            self.connections[protocol] = ConnectionInfo(now)
+            record = TrackedConnection(acq.host, now)
             self.meters.create_time.record(now - acq.create_started, acq.host.attributes)
             span = acq.create_span
             if span is not None:
@@ -370,8 +370,10 @@ class PoolInstrumentation:
                     span.set_attribute(sc.NETWORK_PEER_PORT, int(peer[1]))
                 span.end()
                 acq.create_span = None
+            return record
         except Exception:
             report_internal_error("create_finished")
+            return None
 
     def acquire_failed(self, acq: Acquisition, exc: BaseException, timed_out: bool) -> None:
         """``connect()`` raised: end open spans with the error; nothing was acquired."""
@@ -428,33 +430,49 @@ class PoolInstrumentation:
 
     # --- the hot path: acquisition and release -----------------------------
 
-    def acquired(self, key: Any, protocol: Any, acq: Optional[Acquisition]) -> None:
-        """``connect()`` returned a connection for ``protocol``."""
+    def acquired(
+        self,
+        key: Any,
+        protocol: Any,
+        lease: Optional[TrackedConnection],
+        acq: Optional[Acquisition],
+    ) -> Optional[TrackedConnection]:
+        """``connect()`` returned ``protocol``, whose record is ``lease`` (``None`` if
+        unknown); returns the record to keep with the protocol."""
         try:
             now = _monotonic()
-            info = self.connections.get(protocol)
-            if info is None:  # dialled outside our _create_connection (should not happen)
-                info = self.connections[protocol] = ConnectionInfo(now)
-            reused = info.uses > 0
-            host = acq.host if acq is not None else self.host_for(key)
+            if lease is None:  # dialled outside our _create_connection (not expected)
+                lease = TrackedConnection(self.host_for(key), now)
+            host = lease.host
             host.active += 1
+            lease.reused = reused = lease.uses > 0
             if reused:
                 host.reused += 1
             else:
                 host.created += 1
-            lease = Lease(host, info, now, reused)
+            lease.acquired_at = now
             self.leases[protocol] = lease
-            if self.capture_request_location:
-                lease.origin = request_origin()
-            if self.watchdog_threshold is not None and self._watchdog is None:
-                self._arm_watchdog()
-            if acq is not None or self.trace_all_leases:
-                if acq is None:
-                    acq = self.new_acquisition(key)
-                if acq is not None and acq.parent is not None:
-                    self._start_lease_span(lease, acq, now)
+            # span, response and held_too_long were reset when the last lease ended.
+            if acq is not None or self._per_lease_work:
+                self._lease_extras(key, lease, acq, now)
+            return lease
         except Exception:
             report_internal_error("acquired")
+            return None
+
+    def _lease_extras(
+        self, key: Any, lease: TrackedConnection, acq: Optional[Acquisition], now: float
+    ) -> None:
+        """What only some acquisitions need: origin, watchdog, lease span."""
+        if self.capture_request_location:
+            lease.origin = request_origin()
+        if self.watchdog_threshold is not None and self._watchdog is None:
+            self._arm_watchdog()
+        if acq is not None or self.trace_all_leases:
+            if acq is None:
+                acq = self.new_acquisition(key)
+            if acq is not None and acq.parent is not None:
+                self._start_lease_span(lease, acq, now)
 
     def _start_lease_span(self, lease: Lease, acq: Acquisition, now: float) -> None:
         attributes: Attributes = {
@@ -463,7 +481,7 @@ class PoolInstrumentation:
             sc.CONNECTION_QUEUED: acq.queued,
         }
         if lease.reused:
-            attributes[sc.CONNECTION_IDLE_TIME] = max(0.0, now - lease.info.released_at)
+            attributes[sc.CONNECTION_IDLE_TIME] = max(0.0, now - lease.released_at)
         lease.span = self._start_span(sc.SPAN_LEASE, acq.parent, attributes)
 
     def released(
@@ -480,19 +498,22 @@ class PoolInstrumentation:
             host.active -= 1
             pair = (reason, outcome)
             host.releases[pair] = host.releases.get(pair, 0) + 1
-            info = lease.info
-            info.uses += 1
-            info.released_at = now
+            lease.uses += 1
+            lease.released_at = now
             held = now - lease.acquired_at
             if self.record_hold_time:
                 self.meters.use_time.record(held, host.attributes)
             if outcome is ReleaseOutcome.CLOSED:
                 host.closed += 1
-                self.meters.connection_duration.record(now - info.created_at, host.attributes)
+                self.meters.connection_duration.record(now - lease.created_at, host.attributes)
             if reason is ReleaseReason.GC and lease.origin is not None:
                 self._report_gc(lease, held)
-            if lease.span is not None:
-                self._end_lease_span(lease.span, reason, phase, outcome, held)
+            span = lease.span
+            if span is not None or lease.response is not None:
+                lease.span = lease.response = None
+            lease.held_too_long = False
+            if span is not None:
+                self._end_lease_span(span, reason, phase, outcome, held)
         except Exception:
             report_internal_error("released")
 
@@ -597,7 +618,11 @@ class PoolInstrumentation:
 
     # --- closes the connector performs by itself ---------------------------
 
-    def connector_closed(self, leases: dict[Any, Lease], idle: list[tuple[Any, Any]]) -> None:
+    def connector_closed(
+        self,
+        leases: dict[Any, Lease],
+        idle: list[tuple[Any, Optional[TrackedConnection]]],
+    ) -> None:
         """The connector closed: every held lease ends, every idle connection closes."""
         try:
             self.stop_watchdog()
@@ -609,17 +634,16 @@ class PoolInstrumentation:
         except Exception:
             report_internal_error("connector_closed")
 
-    def idle_closed(self, idle: list[tuple[Any, Any]]) -> None:
+    def idle_closed(self, idle: list[tuple[Any, Optional[TrackedConnection]]]) -> None:
         """Idle connections were closed (keep-alive expiry, peer gone, connector close)."""
         try:
             now = _monotonic()
-            for key, protocol in idle:
-                host = self.host_for(key)
+            for key, record in idle:
+                host = record.host if record is not None else self.host_for(key)
                 host.closed += 1
-                info = self.connections.get(protocol)
-                if info is not None:
+                if record is not None:
                     self.meters.connection_duration.record(
-                        now - info.created_at, host.attributes
+                        now - record.created_at, host.attributes
                     )
         except Exception:
             report_internal_error("idle_closed")
