@@ -10,7 +10,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[dev]'
 echo "== ruff"
-.venv/bin/ruff check src tests benchmarks examples
+.venv/bin/ruff check .
 echo "== mypy --strict"
 .venv/bin/mypy --strict src
 echo "== pytest"
