@@ -10,6 +10,7 @@ Quick start::
 
 from ._version import __version__
 from .connector import OpenTelemetryTCPConnector, OpenTelemetryUnixConnector
+from .otlp import OtlpProviders, configure_otlp
 from .semconv import ReleaseOutcome, ReleasePhase, ReleaseReason
 from .statistics import HostPoolStatistics, PoolStatistics
 from .trace_config import create_pool_trace_config
@@ -18,10 +19,12 @@ __all__ = [
     "HostPoolStatistics",
     "OpenTelemetryTCPConnector",
     "OpenTelemetryUnixConnector",
+    "OtlpProviders",
     "PoolStatistics",
     "ReleaseOutcome",
     "ReleasePhase",
     "ReleaseReason",
     "__version__",
+    "configure_otlp",
     "create_pool_trace_config",
 ]

@@ -1,0 +1,109 @@
+"""Debian's real Prometheus server, started on a free 127.0.0.1 port for tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from typing import Any, Callable, Optional
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def prometheus_binary() -> Optional[str]:
+    return os.environ.get("PROMETHEUS_BIN") or shutil.which("prometheus")
+
+
+class PrometheusServer:
+    """``prometheus`` scraping ``targets`` every second, with its data in a temp dir."""
+
+    def __init__(self, binary: str, targets: list[str]) -> None:
+        self.binary = binary
+        self.targets = targets
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._dir = tempfile.mkdtemp(prefix="prom-")
+        self._proc: Optional[subprocess.Popen[bytes]] = None
+
+    def start(self, timeout: float = 30.0) -> PrometheusServer:
+        config = os.path.join(self._dir, "prometheus.yml")
+        with open(config, "w") as f:
+            f.write(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                "  evaluation_interval: 1s\nscrape_configs:\n  - job_name: plugin\n"
+                f"    static_configs:\n      - targets: {json.dumps(self.targets)}\n"
+            )
+        self._log = open(os.path.join(self._dir, "log.txt"), "wb")  # noqa: SIM115
+        self._proc = subprocess.Popen(
+            [
+                self.binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={os.path.join(self._dir, 'data')}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=1h",
+                "--log.level=warn",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"prometheus exited: {self.log()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"prometheus not ready after {timeout}s: {self.log()}")
+
+    def log(self) -> str:
+        with open(os.path.join(self._dir, "log.txt"), "rb") as f:
+            return f.read().decode(errors="replace")[-2000:]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """Instant PromQL query through the HTTP API."""
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        with urllib.request.urlopen(url, timeout=5) as r:
+            body = json.load(r)
+        if body.get("status") != "success":
+            raise AssertionError(f"query failed: {expr}: {body}")
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def wait_for(
+        self,
+        expr: str,
+        predicate: Callable[[list[dict[str, Any]]], bool] = bool,
+        timeout: float = 20.0,
+    ) -> list[dict[str, Any]]:
+        """Poll ``expr`` (bounded) until ``predicate(result)``; returns the last result."""
+        deadline = time.monotonic() + timeout
+        result = self.query(expr)
+        while not predicate(result) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            result = self.query(expr)
+        return result
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+        self._log.close()
+        shutil.rmtree(self._dir, ignore_errors=True)

@@ -1,0 +1,136 @@
+"""A real Prometheus (Debian's package) scrapes the plugin's metrics; PromQL, including
+every query of the Grafana dashboard, returns the expected data."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from aiohttp_pool_otel import OpenTelemetryTCPConnector
+
+from .conftest import Server
+from .rig.prometheus import PrometheusServer, prometheus_binary
+
+pytestmark = pytest.mark.prometheus
+
+DASHBOARD = pathlib.Path(__file__).parent.parent / "deploy/grafana/dashboards/aiohttp-pool.json"
+
+
+@pytest.fixture(scope="module")
+def exporter() -> Iterator[tuple[Any, int]]:
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry()  # not the global one
+    reader = PrometheusMetricReader(registry=registry)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    yield MeterProvider(metric_readers=[reader]), server.server_port
+    server.shutdown()
+    thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def prometheus(exporter: tuple[Any, int]) -> Iterator[PrometheusServer]:
+    binary = prometheus_binary()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("prometheus binary missing in CI: .ci/install_prometheus.sh must install it")
+        pytest.skip("Debian's prometheus is not installed (apt-get install prometheus)")
+    prom = PrometheusServer(binary, [f"127.0.0.1:{exporter[1]}"]).start()
+    yield prom
+    prom.stop()
+
+
+def scalar(result: list[dict[str, Any]]) -> float:
+    assert len(result) == 1, result
+    return float(result[0]["value"][1])
+
+
+async def test_prometheus_sees_the_pool(
+    exporter: tuple[Any, int], prometheus: PrometheusServer, server: Server, server2: Server
+) -> None:
+    meter_provider, _ = exporter
+    connector = OpenTelemetryTCPConnector(
+        limit=10,
+        limit_per_host=2,
+        meter_provider=meter_provider,
+        record_hold_time=True,
+        watchdog_threshold=0.5,
+        pool_name="prom",
+    )
+    port = server2.port
+    async with aiohttp.ClientSession(connector=connector) as session:
+        # Steady queued traffic to one host (histograms, rates), bounded in time.
+        stop = asyncio.Event()
+
+        async def worker() -> None:
+            for _ in range(400):
+                if stop.is_set():
+                    return
+                async with session.get(server.url("/late")) as resp:
+                    await resp.read()
+
+        workers = [asyncio.create_task(worker()) for _ in range(4)]
+        # The other host: both slots held by endless bodies, two requests queued.
+        held = [await session.get(server2.url("/endless")) for _ in range(2)]
+        queued = [asyncio.create_task(session.get(server2.url("/small"))) for _ in range(2)]
+        sel = f'server_port="{port}",aiohttp_pool_name="prom"'
+
+        def wait(expr: str, want: float) -> float:
+            result = prometheus.wait_for(
+                expr, lambda r: len(r) == 1 and float(r[0]["value"][1]) == want, timeout=30
+            )
+            return scalar(result)
+
+        active = f'http_client_open_connections{{{sel},http_connection_state="active"}}'
+        assert await asyncio.to_thread(wait, active, 2) == 2
+        assert await asyncio.to_thread(wait, f"aiohttp_client_connection_available{{{sel}}}", 0) == 0
+        pending = f"aiohttp_client_connection_pending_requests{{{sel}}}"
+        assert await asyncio.to_thread(wait, pending, 2) == 2
+        too_long = f"aiohttp_client_connection_held_too_long{{{sel}}}"
+        assert await asyncio.to_thread(wait, too_long, 2) == 2
+        assert scalar(prometheus.query(f"aiohttp_client_connection_max_per_host{{{sel}}}")) == 2
+        assert scalar(prometheus.query('aiohttp_client_connection_max{aiohttp_pool_name="prom"}')) == 10
+
+        for resp in held:
+            resp.close()
+        for resp in await asyncio.gather(*queued):
+            resp.release()
+        closes = (
+            f'aiohttp_client_connection_releases_total{{{sel},'
+            f'aiohttp_connection_release_reason="close",aiohttp_connection_release_outcome="closed"}}'
+        )
+        assert await asyncio.to_thread(wait, closes, 2) == 2
+        eof = prometheus.wait_for(
+            'sum(aiohttp_client_connection_releases_total{aiohttp_connection_release_reason="eof"})',
+            lambda r: bool(r) and float(r[0]["value"][1]) >= 20,
+        )
+        assert scalar(eof) >= 20
+        p50 = prometheus.wait_for(
+            "histogram_quantile(0.5, sum by (le) "
+            "(rate(aiohttp_client_connection_use_time_seconds_bucket[1m])))",
+            lambda r: bool(r) and not math.isnan(float(r[0]["value"][1])),
+        )
+        # /late holds its connection ~200 ms.
+        assert 0.1 <= scalar(p50) <= 1.0
+
+        # Every query of the Grafana dashboard returns data from this Prometheus.
+        dashboard = json.loads(DASHBOARD.read_text())
+        empty = []
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"].replace("$__rate_interval", "1m")
+                if not prometheus.wait_for(expr, bool, timeout=10):
+                    empty.append(expr)
+        stop.set()
+        await asyncio.gather(*workers)
+    assert empty == []
