@@ -116,5 +116,5 @@ async def test_spans_and_metrics_reach_a_real_otlp_receiver(
 def test_configure_otlp_rejects_bad_values() -> None:
     with pytest.raises(ValueError, match="'thrift'"):
         configure_otlp(protocol="thrift", set_global=False)
-    with pytest.raises(ValueError, match="'127.0.0.1:4317'"):
+    with pytest.raises(ValueError, match=r"'127\.0\.0\.1:4317'"):
         configure_otlp(endpoint="127.0.0.1:4317", set_global=False)

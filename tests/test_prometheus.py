@@ -43,7 +43,7 @@ def prometheus(exporter: tuple[Any, int]) -> Iterator[PrometheusServer]:
     binary = prometheus_binary()
     if binary is None:
         if os.environ.get("CI"):
-            pytest.fail("prometheus binary missing in CI: .ci/install_prometheus.sh must install it")
+            pytest.fail("prometheus missing in CI: .ci/install_prometheus.sh must install it")
         pytest.skip("Debian's prometheus is not installed (apt-get install prometheus)")
     prom = PrometheusServer(binary, [f"127.0.0.1:{exporter[1]}"]).start()
     yield prom
@@ -93,13 +93,15 @@ async def test_prometheus_sees_the_pool(
 
         active = f'http_client_open_connections{{{sel},http_connection_state="active"}}'
         assert await asyncio.to_thread(wait, active, 2) == 2
-        assert await asyncio.to_thread(wait, f"aiohttp_client_connection_available{{{sel}}}", 0) == 0
+        available = f"aiohttp_client_connection_available{{{sel}}}"
+        assert await asyncio.to_thread(wait, available, 0) == 0
         pending = f"aiohttp_client_connection_pending_requests{{{sel}}}"
         assert await asyncio.to_thread(wait, pending, 2) == 2
         too_long = f"aiohttp_client_connection_held_too_long{{{sel}}}"
         assert await asyncio.to_thread(wait, too_long, 2) == 2
         assert scalar(prometheus.query(f"aiohttp_client_connection_max_per_host{{{sel}}}")) == 2
-        assert scalar(prometheus.query('aiohttp_client_connection_max{aiohttp_pool_name="prom"}')) == 10
+        limit = 'aiohttp_client_connection_max{aiohttp_pool_name="prom"}'
+        assert scalar(prometheus.query(limit)) == 10
 
         for resp in held:
             resp.close()

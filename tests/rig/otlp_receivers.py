@@ -76,12 +76,12 @@ class GrpcOtlpReceiver(Received):
         store = self
 
         class Traces(tgrpc.TraceServiceServicer):
-            def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
+            def Export(self, request: Any, context: Any) -> Any:
                 store.add(request)
                 return tsvc.ExportTraceServiceResponse()
 
         class Metrics(mgrpc.MetricsServiceServicer):
-            def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
+            def Export(self, request: Any, context: Any) -> Any:
                 store.add(request)
                 return msvc.ExportMetricsServiceResponse()
 
