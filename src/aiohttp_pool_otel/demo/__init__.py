@@ -1,0 +1,1 @@
+"""``aiohttp-pool-otel demo``: real local servers, a real session, the pool explained."""

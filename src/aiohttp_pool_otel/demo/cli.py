@@ -1,0 +1,115 @@
+"""The ``aiohttp-pool-otel`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import sys
+from typing import Any, NoReturn, Optional
+
+from .. import __version__
+
+SCENARIO_HELP = {
+    "puzzle": "limit=25, limit_per_host=5; 2 unread requests to a small-body host, 3 to a "
+    "streaming host: why does `available` not drop for the first one? (default)",
+    "exhaustion": "8 concurrent requests to a host allowed 2 connections: queue waits "
+    "and wait spans",
+    "leak": "responses never closed until the pool runs dry: how the plugin reveals it",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad options: one line on stderr, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="aiohttp-pool-otel",
+        description="OpenTelemetry for aiohttp's connection pool: run the demo.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    demo = commands.add_parser(
+        "demo",
+        help="replay a pool scenario against two local servers and explain it",
+        description=(
+            "Start two aiohttp servers on 127.0.0.1 (one answers a small body at once, one "
+            "streams its body slowly), run a scenario through an instrumented session, and "
+            "print what the pool did: a table per step, every release with its reason, an "
+            "explanation, the span tree and the metric values. No network beyond loopback."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="scenarios:\n" + "\n".join(f"  {k:11} {v}" for k, v in SCENARIO_HELP.items()),
+    )
+    demo.add_argument(
+        "--scenario", choices=sorted(SCENARIO_HELP), default="puzzle", help="what to replay"
+    )
+    demo.add_argument(
+        "--otlp",
+        nargs="?",
+        const="",
+        metavar="ENDPOINT",
+        help="also export over OTLP to a collector (default endpoint: the OTEL_EXPORTER_OTLP_* "
+        "variables, else localhost:4317), e.g. the repository's docker compose stack",
+    )
+    demo.add_argument(
+        "--protocol",
+        choices=["grpc", "http/protobuf"],
+        default=None,
+        help="OTLP protocol with --otlp (default: OTEL_EXPORTER_OTLP_PROTOCOL, else grpc)",
+    )
+    demo.add_argument(
+        "--json", action="store_true", help="print the observations as JSON instead of text"
+    )
+    demo.add_argument(
+        "--quiet", action="store_true", help="no progress lines on stderr"
+    )
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point of the ``aiohttp-pool-otel`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        from .run import run_demo
+    except ImportError as exc:
+        print(
+            f"aiohttp-pool-otel: error: the demo needs the OpenTelemetry SDK ({exc}); "
+            "pip install 'aiohttp-pool-otel[otlp]'",
+            file=sys.stderr,
+        )
+        return 2
+    if args.otlp is not None and args.otlp and not args.otlp.startswith(("http://", "https://")):
+        print(
+            f"aiohttp-pool-otel: error: --otlp must be an http:// or https:// URL, "
+            f"got {args.otlp!r}",
+            file=sys.stderr,
+        )
+        return 2
+
+    def progress(message: str) -> None:
+        if not args.quiet:
+            print(f"  ... {message}", file=sys.stderr, flush=True)
+
+    report: dict[str, Any] = asyncio.run(
+        run_demo(args.scenario, otlp=args.otlp, protocol=args.protocol, progress=progress)
+    )
+    try:
+        if args.json:
+            print(json.dumps(report["json"], indent=2, default=_jsonable))
+        else:
+            print(report["text"])
+    except BrokenPipeError:  # `| head`: the reader left, which is fine
+        sys.stderr.close()
+    return 0
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)

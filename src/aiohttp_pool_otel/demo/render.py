@@ -1,0 +1,191 @@
+"""Text for people: the step table, the explanation derived from it, the span tree and
+the metric values."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Optional
+
+from opentelemetry.sdk.metrics.export import MetricsData
+from opentelemetry.sdk.trace import ReadableSpan
+
+from .. import semconv as sc
+from .scenarios import DemoResult, Release, Row
+
+
+def _release_text(r: Release) -> str:
+    phase = f"/{r.phase}" if r.phase else ""
+    return f"{r.host}: {r.reason}{phase} -> {r.outcome} (held {r.hold_ms:g} ms)"
+
+
+def _avail(value: Optional[int]) -> str:
+    return "-" if value is None else str(value)
+
+
+def table(result: DemoResult) -> str:
+    """One line per step: the pool of every host after it, and the releases during it."""
+    hosts = list(result.hosts)
+    head = ["#", "action", "conn"] + [f"{h}: act idle avail" for h in hosts] + ["releases"]
+    lines = []
+    for row in result.rows:
+        cells = [str(row.step), row.action, row.connection]
+        for h in hosts:
+            p = row.pools[h]
+            cells.append(f"{p.active:>3} {p.idle:>4} {_avail(p.available):>5}")
+        releases = [_release_text(r) for r in row.releases] or ([] if row.note else ["-"])
+        if row.note:
+            releases.insert(0, f"[{row.note}]")
+        cells.append(releases[0])
+        lines.append(cells)
+        for extra in releases[1:]:
+            lines.append([""] * (len(cells) - 1) + [extra])
+    widths = [max(len(c[i]) for c in [head, *lines]) for i in range(len(head))]
+
+    def fmt(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([fmt(head), rule, *(fmt(c) for c in lines)])
+
+
+def _by_host(rows: list[Row], host: str) -> list[Row]:
+    return [r for r in rows if r.host == host and r.action.startswith("GET")]
+
+
+def explain(result: DemoResult) -> list[str]:
+    """Plain-language findings, computed from what the scenario observed."""
+    if result.scenario == "puzzle":
+        return _explain_puzzle(result)
+    if result.scenario == "exhaustion":
+        return _explain_exhaustion(result)
+    return _explain_leak(result)
+
+
+def _explain_puzzle(result: DemoResult) -> list[str]:
+    out = []
+    releases = [r for row in result.rows for r in row.releases]
+    per_host = result.limit_per_host
+    for host in result.hosts:
+        rows = _by_host(result.rows, host)
+        if not rows:
+            continue
+        avail = [row.pools[host].available for row in rows]
+        eof = [r for r in releases if r.host == host and r.reason == "eof"]
+        early = [r for r in eof if r.phase == "headers"]
+        seq = ", ".join(_avail(a) for a in avail)
+        if eof and all(a == per_host for a in avail):
+            out.append(
+                f"{host}: {len(rows)} responses were never read or closed, yet `available` "
+                f"stayed {seq}: aiohttp released each connection by itself at EOF "
+                f"({len(early)} of {len(eof)} with phase=headers, i.e. before session.get() "
+                "returned, because the whole body arrived with the headers)."
+            )
+            reused = [row.step for row in rows if row.connection == "reused"]
+            if reused:
+                out.append(
+                    f"{host}: request(s) {', '.join(map(str, reused))} reused the connection "
+                    "an earlier request had already given back to the pool."
+                )
+        else:
+            held = rows[-1].pools[host].active
+            out.append(
+                f"{host}: `available` went {seq}: the body is still streaming, so no EOF "
+                f"came and each unclosed response kept its connection ({held} open leases)."
+            )
+    closing = [r for r in result.rows[-1].releases]
+    if closing:
+        reasons = sorted({f"{r.reason} -> {r.outcome}" for r in closing})
+        out.append(
+            f"Closing the responses released {len(closing)} connection(s) ({', '.join(reasons)}); "
+            "the others had long been released at EOF, so closing them changed nothing. A "
+            "connection whose body was not read to the end cannot go back to the pool."
+        )
+    return out
+
+
+def _explain_exhaustion(result: DemoResult) -> list[str]:
+    f = result.facts
+    return [
+        f"{f['requests']} concurrent requests shared limit_per_host={result.limit_per_host}: "
+        f"{f['wait_spans']} had to queue (one aiohttp.connection.wait span each, blocked by "
+        f"{', '.join(f['blocking_limits'])}); at most {f['peak_waiting']} waited at once.",
+        f"Queue time: median {f['wait_ms_median']} ms, max {f['wait_ms_max']} ms — the "
+        "aiohttp.client.connection.wait_time histogram and pending_requests gauge show the "
+        "same in production.",
+    ]
+
+
+def _explain_leak(result: DemoResult) -> list[str]:
+    f = result.facts
+    out = []
+    if "timed_out_request" in f:
+        out.append(
+            f"Request {f['timed_out_request']} found every slot held by a response nobody "
+            f"closed and failed after its connect timeout (error.type={f['error_type']}); its "
+            f"wait span carries the pool: active={f['pool_active']}, oldest lease "
+            f"{f['oldest_lease_s']} s."
+        )
+    if f.get("held_too_long") is not None:
+        out.append(
+            f"The held_too_long gauge read {f['held_too_long']} before the timeout: alert on "
+            "it (or on pending_requests) to catch a leak before requests fail."
+        )
+    out.append(
+        f"Dropping the {f['dropped']} responses and collecting garbage left "
+        f"{f['active_after_gc']} connection(s) active: aiohttp itself keeps a response alive "
+        "while its body streams, so only close()/release() (or `async with`) frees the slot."
+    )
+    last = result.rows[-1].releases
+    if last:
+        out.append(
+            f"Closing the session ended the {len(last)} leases with reason "
+            f"{last[0].reason}."
+        )
+    return out
+
+
+def span_tree(spans: Sequence[ReadableSpan]) -> str:
+    """The finished spans as an indented tree with durations and key attributes."""
+    ids = {s.context.span_id for s in spans if s.context is not None}
+    children: dict[Optional[int], list[ReadableSpan]] = {}
+    for s in spans:
+        parent = s.parent.span_id if s.parent is not None and s.parent.span_id in ids else None
+        children.setdefault(parent, []).append(s)
+    keys = (sc.RELEASE_REASON, sc.RELEASE_PHASE, sc.RELEASE_OUTCOME, sc.ERROR_TYPE)
+    lines: list[str] = []
+
+    def walk(parent: Optional[int], depth: int) -> None:
+        for s in sorted(children.get(parent, []), key=lambda s: s.start_time or 0):
+            ms = ((s.end_time or 0) - (s.start_time or 0)) / 1e6
+            a = s.attributes or {}
+            port = a.get(sc.SERVER_PORT)
+            detail = " ".join(f"{k.rsplit('.', 1)[-1]}={a[k]!s}" for k in keys if k in a)
+            where = f" :{port}" if port else ""
+            lines.append(f"{'  ' * depth}{s.name}{where}  {ms:.1f} ms  {detail}".rstrip())
+            if s.context is not None:
+                walk(s.context.span_id, depth + 1)
+
+    walk(None, 0)
+    return "\n".join(lines)
+
+
+def metric_values(data: Optional[MetricsData], ports: dict[int, str]) -> str:
+    """Every metric point on one line, hosts named as in the table."""
+    lines = []
+    for rm in data.resource_metrics if data else []:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                points = []
+                for p in metric.data.data_points:
+                    a: dict[str, Any] = dict(p.attributes or {})
+                    host = ports.get(a.pop(sc.SERVER_PORT, 0), "")
+                    for k in (sc.SERVER_ADDRESS, sc.URL_SCHEME, sc.POOL_NAME):
+                        a.pop(k, None)
+                    label = "/".join([host, *(str(v) for v in a.values())]).strip("/")
+                    value = getattr(p, "value", None)
+                    if value is None:
+                        value = f"n={getattr(p, 'count', 0)} sum={getattr(p, 'sum', 0.0):.3f}s"
+                    shown = value
+                    points.append(f"{label or '*'}={shown}")
+                lines.append(f"{metric.name}: {'  '.join(points)}")
+    return "\n".join(sorted(lines))

@@ -1,0 +1,294 @@
+"""The demo's scenarios: real requests, observed only through the package's public API
+(``statistics()``, the lease/wait spans) the way a user would observe them."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import aiohttp
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from .. import semconv as sc
+from ..connector import OpenTelemetryTCPConnector
+from .servers import DemoServers
+
+
+@dataclass
+class Release:
+    """One release seen on a lease span."""
+
+    host: str
+    reason: str
+    phase: Optional[str]
+    outcome: str
+    hold_ms: float
+
+
+@dataclass
+class HostState:
+    """One host's pool after a step."""
+
+    active: int
+    idle: int
+    waiting: int
+    available: Optional[int]
+
+
+@dataclass
+class Row:
+    """One step of a scenario: what was done, the pool after it, the releases during it."""
+
+    step: int
+    action: str
+    host: str
+    connection: str
+    pools: dict[str, HostState]
+    releases: list[Release] = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass
+class DemoResult:
+    """Everything a scenario observed."""
+
+    scenario: str
+    limit: int
+    limit_per_host: int
+    hosts: dict[str, str]
+    rows: list[Row] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+class Recorder:
+    """Turns the connector's statistics and finished lease spans into table rows."""
+
+    def __init__(
+        self,
+        result: DemoResult,
+        connector: OpenTelemetryTCPConnector,
+        spans: InMemorySpanExporter,
+        ports: dict[int, str],
+    ) -> None:
+        self.result = result
+        self.connector = connector
+        self.spans = spans
+        self.ports = ports
+        self._seen = 0
+
+    def host_of(self, span: ReadableSpan) -> str:
+        port = (span.attributes or {}).get(sc.SERVER_PORT)
+        return self.ports.get(int(port), "?") if isinstance(port, int) else "?"
+
+    def counts(self, host: str) -> tuple[int, int]:
+        for h in self.connector.statistics().hosts.values():
+            if self.ports.get(h.port or 0) == host:
+                return h.created, h.reused
+        return 0, 0
+
+    def kind(self, host: str, before: tuple[int, int]) -> str:
+        created, reused = self.counts(host)
+        if created > before[0]:
+            return "new"
+        return "reused" if reused > before[1] else "-"
+
+    def new_releases(self) -> list[Release]:
+        finished = self.spans.get_finished_spans()
+        fresh, self._seen = finished[self._seen :], len(finished)
+        out = []
+        for span in fresh:
+            if span.name != sc.SPAN_LEASE:
+                continue
+            a = span.attributes or {}
+            out.append(
+                Release(
+                    host=self.host_of(span),
+                    reason=str(a.get(sc.RELEASE_REASON)),
+                    phase=str(a[sc.RELEASE_PHASE]) if sc.RELEASE_PHASE in a else None,
+                    outcome=str(a.get(sc.RELEASE_OUTCOME)),
+                    hold_ms=round(_number(a.get(sc.CONNECTION_HOLD_TIME)) * 1000, 1),
+                )
+            )
+        return out
+
+    def row(self, action: str, host: str, connection: str, note: str = "") -> Row:
+        pools = {name: HostState(0, 0, 0, None) for name in self.result.hosts}
+        for h in self.connector.statistics().hosts.values():
+            name = self.ports.get(h.port or 0)
+            if name is not None:
+                pools[name] = HostState(h.active, h.idle, h.waiting, h.available)
+        row = Row(len(self.result.rows) + 1, action, host, connection, pools)
+        row.releases = self.new_releases()
+        row.note = note
+        self.result.rows.append(row)
+        return row
+
+
+@dataclass
+class Telemetry:
+    """The providers the demo reports to, and what it reads back."""
+
+    tracer_provider: TracerProvider
+    meter_provider: Any
+    spans: InMemorySpanExporter
+    reader: Optional[InMemoryMetricReader]
+    # Metric values collected at the scenario's most telling moment.
+    snapshot: Any = None
+    snapshot_label: str = "at the end"
+
+    def take_snapshot(self, label: str) -> None:
+        if self.reader is not None:
+            self.snapshot = self.reader.get_metrics_data()
+            self.snapshot_label = label
+
+
+Progress = Callable[[str], None]
+
+
+def _setup(
+    telemetry: Telemetry, servers: DemoServers, scenario: str, limit: int, per_host: int, **kw: Any
+) -> tuple[OpenTelemetryTCPConnector, Recorder]:
+    connector = OpenTelemetryTCPConnector(
+        limit=limit,
+        limit_per_host=per_host,
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+        trace_all_leases=True,
+        pool_name="demo",
+        **kw,
+    )
+    hosts = {"small": servers.small, "slow": servers.slow}
+    result = DemoResult(scenario, limit, per_host, hosts)
+    ports = {int(url.rsplit(":", 1)[1]): name for name, url in hosts.items()}
+    return connector, Recorder(result, connector, telemetry.spans, ports)
+
+
+async def puzzle(telemetry: Telemetry, servers: DemoServers, progress: Progress) -> DemoResult:
+    """limit=25, limit_per_host=5; 2 unread requests to `small`, 3 to `slow`; then close."""
+    connector, rec = _setup(telemetry, servers, "puzzle", 25, 5)
+    tracer = telemetry.tracer_provider.get_tracer("aiohttp-pool-otel-demo")
+    held: list[aiohttp.ClientResponse] = []
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for host in ("small", "small", "slow", "slow", "slow"):
+            before = rec.counts(host)
+            with tracer.start_as_current_span(f"GET {host} (request {len(held) + 1})"):
+                held.append(await session.get(rec.result.hosts[host]))
+            rec.row(f"GET {host}, not read, not closed", host, rec.kind(host, before))
+            progress(f"request {len(held)} done")
+        await asyncio.sleep(0.05)  # let any late EOF arrive before we close
+        telemetry.take_snapshot("before closing the responses")
+        for resp in held:
+            resp.close()
+        rec.row(f"close all {len(held)} responses", "both", "-")
+        rec.result.facts["closed_before_close"] = [r.closed for r in held]
+    return rec.result
+
+
+async def exhaustion(
+    telemetry: Telemetry, servers: DemoServers, progress: Progress
+) -> DemoResult:
+    """8 concurrent requests to a host allowed 2 connections: 6 must queue."""
+    connector, rec = _setup(telemetry, servers, "exhaustion", 25, 2)
+    tracer = telemetry.tracer_provider.get_tracer("aiohttp-pool-otel-demo")
+    url = rec.result.hosts["small"] + "/late"
+    peak_waiting = 0
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(i: int) -> None:
+            with tracer.start_as_current_span(f"GET small/late (request {i})"):
+                async with session.get(url) as resp:
+                    await resp.read()
+
+        tasks = [asyncio.create_task(one(i)) for i in range(1, 9)]
+        for _ in range(200):  # bounded sampling of the pool while they run
+            if all(t.done() for t in tasks):
+                break
+            peak_waiting = max(peak_waiting, connector.statistics().waiting)
+            await asyncio.sleep(0.02)
+        await asyncio.gather(*tasks)
+        progress("8 requests done")
+        waits = [s for s in telemetry.spans.get_finished_spans() if s.name == sc.SPAN_WAIT]
+        created, reused = rec.counts("small")
+        rec.row("8 concurrent GET small/late", "small", f"{created} new, {reused} reused")
+    durations = sorted(((s.end_time or 0) - (s.start_time or 0)) / 1e6 for s in waits)
+    rec.result.facts.update(
+        requests=8,
+        wait_spans=len(waits),
+        peak_waiting=peak_waiting,
+        wait_ms_max=round(durations[-1], 1) if durations else 0.0,
+        wait_ms_median=round(durations[len(durations) // 2], 1) if durations else 0.0,
+        blocking_limits=sorted(
+            {str((s.attributes or {}).get(sc.POOL_BLOCKING_LIMIT)) for s in waits}
+        ),
+    )
+    return rec.result
+
+
+async def leak(telemetry: Telemetry, servers: DemoServers, progress: Progress) -> DemoResult:
+    """Responses never closed until the pool runs dry; the plugin shows why."""
+    connector, rec = _setup(
+        telemetry, servers, "leak", 25, 3, watchdog_threshold=0.3, capture_request_location=True
+    )
+    held: list[aiohttp.ClientResponse] = []
+    timeout = aiohttp.ClientTimeout(connect=1.0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for i in range(1, 6):
+            try:
+                before = rec.counts("slow")
+                held.append(await session.get(rec.result.hosts["slow"], timeout=timeout))
+                rec.row("GET slow, response kept, never closed", "slow", rec.kind("slow", before))
+                await asyncio.sleep(0.2)
+            except aiohttp.ConnectionTimeoutError:
+                rec.row("GET slow", "slow", "-", note="timed out waiting for a slot")
+                rec.result.facts["timed_out_request"] = i
+                break
+            finally:
+                progress(f"request {i}")
+        wait = next(
+            s for s in telemetry.spans.get_finished_spans() if s.name == sc.SPAN_WAIT
+        )
+        a = wait.attributes or {}
+        rec.result.facts.update(
+            error_type=a.get(sc.ERROR_TYPE),
+            pool_active=a.get(sc.POOL_ACTIVE),
+            oldest_lease_s=round(_number(a.get(sc.POOL_OLDEST_LEASE_AGE)), 2),
+            held_too_long=_gauge(telemetry, sc.METRIC_HELD_TOO_LONG),
+        )
+        telemetry.take_snapshot("after the timeout, leaked responses still held")
+        # Dropping the responses does not free their slots while the bodies stream:
+        # aiohttp itself keeps them alive. Only closing does.
+        count = len(held)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            del held[:]
+            gc.collect()
+        stats = connector.statistics()
+        rec.result.facts.update(dropped=count, active_after_gc=stats.active)
+        rec.row(f"drop the {count} responses + gc.collect()", "slow", "-")
+    rec.row("close the session", "slow", "-")
+    return rec.result
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
+def _gauge(telemetry: Telemetry, name: str) -> Optional[int]:
+    if telemetry.reader is None:
+        return None
+    data = telemetry.reader.get_metrics_data()
+    total = 0
+    for rm in data.resource_metrics if data else []:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                if metric.name == name:
+                    total += sum(int(getattr(p, "value", 0)) for p in metric.data.data_points)
+    return total
+
+
+SCENARIOS = {"puzzle": puzzle, "exhaustion": exhaustion, "leak": leak}
