@@ -56,7 +56,9 @@ def test_puzzle_json_observations() -> None:
         ("small", "eof", "headers", "pooled")
     ]
     closing = rows[5]["releases"]
-    assert {(r["host"], r["reason"], r["outcome"]) for r in closing} == {("slow", "close", "closed")}
+    assert {(r["host"], r["reason"], r["outcome"]) for r in closing} == {
+        ("slow", "close", "closed")
+    }
     assert len(closing) == 3
     assert any("phase=headers" in line for line in result["explanation"])
     assert {s["name"] for s in result["spans"]} >= {

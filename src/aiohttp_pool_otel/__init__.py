@@ -16,6 +16,7 @@ from .statistics import HostPoolStatistics, PoolStatistics
 from .trace_config import create_pool_trace_config
 
 __all__ = [
+    "AioHttpConnectionPoolInstrumentor",
     "HostPoolStatistics",
     "OpenTelemetryTCPConnector",
     "OpenTelemetryUnixConnector",
@@ -28,3 +29,12 @@ __all__ = [
     "configure_otlp",
     "create_pool_trace_config",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The instrumentor needs opentelemetry-instrumentation, which the rest does not.
+    if name == "AioHttpConnectionPoolInstrumentor":
+        from .instrumentor import AioHttpConnectionPoolInstrumentor
+
+        return AioHttpConnectionPoolInstrumentor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
