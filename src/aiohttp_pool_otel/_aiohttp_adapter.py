@@ -43,7 +43,19 @@ from ._pool import (
     TrackedConnection,
     report_internal_error,
 )
-from .semconv import ReleaseOutcome, ReleasePhase, ReleaseReason
+from .semconv import (
+    BODY_PHASE,
+    CLOSE_REASON,
+    CLOSED,
+    EOF_REASON,
+    ERROR_REASON,
+    GC_REASON,
+    HEADERS_PHASE,
+    POOLED,
+    RELEASE_REASON_RELEASE,
+    ReleasePhase,
+    ReleaseReason,
+)
 
 if TYPE_CHECKING:
     from aiohttp.client_proto import ResponseHandler
@@ -139,12 +151,12 @@ class _TrackedResponse(ClientResponse):
 
     def release(self) -> Any:
         if self._pool_otel_explicit is None:
-            self._pool_otel_explicit = ReleaseReason.RELEASE
+            self._pool_otel_explicit = RELEASE_REASON_RELEASE
         return super().release()
 
     def close(self) -> None:
         if self._pool_otel_explicit is None:
-            self._pool_otel_explicit = ReleaseReason.CLOSE
+            self._pool_otel_explicit = CLOSE_REASON
         super().close()
 
     def __del__(self, *args: Any) -> None:
@@ -173,19 +185,19 @@ def classify(
     """Why the connection of ``lease`` is being released, read from its response's flags."""
     ref = lease.response
     if ref is None:  # no response was started: send failed, or direct connector use
-        return (ReleaseReason.ERROR if should_close else ReleaseReason.RELEASE), None
+        return (ERROR_REASON if should_close else RELEASE_REASON_RELEASE), None
     resp = ref()
     # A cleared weak reference means the cycle collector took the response.
     if resp is None or resp._pool_otel_gc:
-        return ReleaseReason.GC, None
+        return GC_REASON, None
     if resp._pool_otel_explicit is not None:
         return resp._pool_otel_explicit, None
     if resp._closed:
         # status is assigned after start() registers the EOF callback, so None here
         # means EOF came with the headers, before session.request() returned.
-        phase = ReleasePhase.HEADERS if resp.status is None else ReleasePhase.BODY
-        return ReleaseReason.EOF, phase
-    return ReleaseReason.ERROR, None
+        phase = HEADERS_PHASE if resp.status is None else BODY_PHASE
+        return EOF_REASON, phase
+    return ERROR_REASON, None
 
 
 # --- the connector mixin ----------------------------------------------------
@@ -316,10 +328,10 @@ class InstrumentedConnectorMixin(BaseConnector):
         lease = self._pool_otel.leases.pop(protocol, None)
         if lease is None:
             return super()._release(key, protocol, should_close=should_close)
-        reason, phase, outcome = ReleaseReason.ERROR, None, ReleaseOutcome.CLOSED
+        reason, phase, outcome = ERROR_REASON, None, CLOSED
         try:
             if not (self._force_close or should_close or protocol.should_close):
-                outcome = ReleaseOutcome.POOLED
+                outcome = POOLED
             reason, phase = classify(lease, should_close)
         except Exception:
             report_internal_error("classify")

@@ -23,7 +23,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from . import semconv as sc
-from .semconv import ReleaseOutcome, ReleasePhase, ReleaseReason
+from .semconv import CLOSED, GC_REASON, ReleaseOutcome, ReleasePhase, ReleaseReason
 from .statistics import HostPoolStatistics, PoolStatistics
 
 if TYPE_CHECKING:
@@ -503,10 +503,10 @@ class PoolInstrumentation:
             held = now - lease.acquired_at
             if self.record_hold_time:
                 self.meters.use_time.record(held, host.attributes)
-            if outcome is ReleaseOutcome.CLOSED:
+            if outcome is CLOSED:
                 host.closed += 1
                 self.meters.connection_duration.record(now - lease.created_at, host.attributes)
-            if reason is ReleaseReason.GC and lease.origin is not None:
+            if lease.origin is not None and reason is GC_REASON:
                 self._report_gc(lease, held)
             span = lease.span
             if span is not None or lease.response is not None:
