@@ -112,12 +112,25 @@ async def test_queued_acquisition_gets_a_wait_span_naming_the_blocking_limit(
     assert sorted(s.attributes[sc.POOL_QUEUE_DEPTH] for s in waits) == [0, 1]
     assert {s.attributes[sc.POOL_BLOCKING_LIMIT] for s in waits} == {"limit_per_host"}
     assert all(s.status.is_ok for s in waits)
-    # Queued acquisitions are traced leases, and say so.
-    queued = [s for s in spans[sc.SPAN_LEASE] if s.attributes[sc.CONNECTION_QUEUED]]
-    assert len(queued) == 2
+    # One span per queued acquisition by default: the wait span; only the dialled
+    # connection's lease is traced.
+    (lease,) = spans[sc.SPAN_LEASE]
+    assert lease.attributes[sc.CONNECTION_QUEUED] is False
     assert (stats.created, stats.reused, stats.waiting, stats.active) == (1, 2, 0, 0)
     waits_hist = telemetry.metrics()[sc.METRIC_WAIT_TIME]
     assert sum(point.count for _, point in waits_hist) == 2
+
+
+async def test_trace_all_leases_traces_queued_leases_too(
+    telemetry: Telemetry, server: Server
+) -> None:
+    async with aiohttp.ClientSession(
+        connector=telemetry.connector(limit_per_host=1, trace_all_leases=True)
+    ) as session:
+        await asyncio.gather(*(get_text(session, server.url("/late")) for _ in range(3)))
+    leases = telemetry.spans(sc.SPAN_LEASE)
+    assert sorted(s.attributes[sc.CONNECTION_QUEUED] for s in leases) == [False, True, True]
+    assert sorted(s.attributes[sc.CONNECTION_REUSED] for s in leases) == [False, True, True]
 
 
 async def test_total_limit_is_named_when_it_blocks(telemetry: Telemetry, server: Server) -> None:

@@ -68,10 +68,10 @@ def test_with_contrib_instrumentation_nests_pool_spans_under_request_spans() -> 
     roots = [line for line in lines if not line.startswith(" ")]
     assert roots == ["GET", "GET"]
     children = [line.strip() for line in lines if line.startswith("  ")]
+    # The first request dials (create + its lease); the second queues (wait).
     assert sorted(children) == sorted(
-        ["aiohttp.connection.create", "aiohttp.connection.lease",
-         "aiohttp.connection.wait", "aiohttp.connection.lease"]
-    )  # fmt: skip
+        ["aiohttp.connection.create", "aiohttp.connection.lease", "aiohttp.connection.wait"]
+    )
 
 
 def test_leak_detection_service_reports_the_leak() -> None:

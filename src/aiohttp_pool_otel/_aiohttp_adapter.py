@@ -14,8 +14,8 @@ Names used, all present from aiohttp 3.9 to 3.14 (see the README's compatibility
 table): ``BaseConnector.connect / _create_connection / _release / _close / _cleanup /
 _wait_for_available_connection (3.10.11+) / _available_connections / _acquired /
 _conns / _waiters / _limit / _limit_per_host / _force_close / _closed``,
-``Connection._key / _connector``, ``ClientResponse.start / release / close /
-__del__ / _closed / status``.
+``Connection._key / _protocol``, ``ClientResponse.start / __del__ / _closed /
+_released / status`` (and ``release / close`` on aiohttp < 3.10.11).
 
 One attribute is added to aiohttp's objects: ``ResponseHandler._pool_otel_record``,
 our record of that connection. It lives and dies with the protocol, so the
@@ -130,24 +130,27 @@ def identify(key: Any) -> HostId:
 
 
 class _TrackedResponse(ClientResponse):
-    """Records how the response gave its connection back; binds itself to its lease."""
+    """Binds the response to its connection's record; marks garbage collection."""
 
     _pool_otel_tracked = True
     _pool_otel_explicit: Optional[ReleaseReason] = None
     _pool_otel_gc = False
 
     def start(self, connection: Connection) -> Coroutine[Any, Any, ClientResponse]:
-        try:
-            pool: Optional[PoolInstrumentation] = getattr(
-                connection._connector, "_pool_otel", None
-            )
-            if pool is not None:
-                lease = pool.leases.get(connection.protocol)
-                if lease is not None:
-                    lease.response = weakref.ref(self)
-        except Exception:
-            report_internal_error("response.start")
+        record = getattr(connection._protocol, _RECORD, None)
+        if record is not None:
+            record.response = weakref.ref(self)
         return super().start(connection)
+
+    def __del__(self, *args: Any) -> None:
+        self._pool_otel_gc = True
+        super().__del__(*args)
+
+
+class _LegacyTrackedResponse(_TrackedResponse):
+    """aiohttp < 3.10.11 passes ``should_close=protocol.should_close`` from
+    ``Connection.release()``, so release and close cannot be told apart at ``_release``:
+    record which the response called first."""
 
     def release(self) -> Any:
         if self._pool_otel_explicit is None:
@@ -159,12 +162,13 @@ class _TrackedResponse(ClientResponse):
             self._pool_otel_explicit = CLOSE_REASON
         super().close()
 
-    def __del__(self, *args: Any) -> None:
-        self._pool_otel_gc = True
-        super().__del__(*args)
+
+_BASE_TRACKED: type[_TrackedResponse] = (
+    _TrackedResponse if AIOHTTP_VERSION >= (3, 10, 11) else _LegacyTrackedResponse
+)
 
 
-_TRACKED: dict[type[ClientResponse], type[ClientResponse]] = {ClientResponse: _TrackedResponse}
+_TRACKED: dict[type[ClientResponse], type[ClientResponse]] = {ClientResponse: _BASE_TRACKED}
 
 
 def tracked_response_class(cls: type[ClientResponse]) -> type[ClientResponse]:
@@ -174,7 +178,7 @@ def tracked_response_class(cls: type[ClientResponse]) -> type[ClientResponse]:
         if issubclass(cls, _TrackedResponse):
             tracked = cls
         else:
-            tracked = type(cls.__name__, (_TrackedResponse, cls), {"__module__": cls.__module__})
+            tracked = type(cls.__name__, (_BASE_TRACKED, cls), {"__module__": cls.__module__})
         _TRACKED[cls] = tracked
     return tracked
 
@@ -190,8 +194,10 @@ def classify(
     # A cleared weak reference means the cycle collector took the response.
     if resp is None or resp._pool_otel_gc:
         return GC_REASON, None
-    if resp._pool_otel_explicit is not None:
+    if resp._pool_otel_explicit is not None:  # aiohttp < 3.10.11
         return resp._pool_otel_explicit, None
+    if resp._released:  # release() or close(), directly or by aiohttp for the caller
+        return (CLOSE_REASON if should_close else RELEASE_REASON_RELEASE), None
     if resp._closed:
         # status is assigned after start() registers the EOF callback, so None here
         # means EOF came with the headers, before session.request() returned.

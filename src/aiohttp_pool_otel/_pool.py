@@ -468,7 +468,9 @@ class PoolInstrumentation:
             lease.origin = request_origin()
         if self.watchdog_threshold is not None and self._watchdog is None:
             self._arm_watchdog()
-        if acq is not None or self.trace_all_leases:
+        # By default only a dialled connection's first lease is traced: a queued
+        # acquisition already has its wait span (one span per queued acquisition).
+        if (acq is not None and acq.dialled) or self.trace_all_leases:
             if acq is None:
                 acq = self.new_acquisition(key)
             if acq is not None and acq.parent is not None:

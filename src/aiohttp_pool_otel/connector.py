@@ -138,7 +138,7 @@ class OpenTelemetryTCPConnector(_OpenTelemetryConnector, aiohttp.TCPConnector):
     * ``max_hosts``: at most this many host keys get their own metric series; the rest
       are folded into ``server.address="_OTHER"``.
     * ``trace_all_leases``: a lease span for every acquisition, not only for those
-      that queued or dialled (costs one span per request).
+      that dialled a new connection (costs one span per request).
     * ``record_hold_time``: record ``aiohttp.client.connection.use_time`` on every
       release (costs one histogram record per request).
     * ``watchdog_threshold``: seconds after which a held connection counts as held too

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The version-sensitive tests against every supported aiohttp minor (latest patch of
+# each) and against the oldest and newest OpenTelemetry SDK we declare. One uv-made
+# environment per row, cached in .venv-matrix/. Prints a compatibility table; exits
+# non-zero if any row fails.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+UV="${UV:-.venv/bin/uv}"
+PY="${PYTHON:-python3}"
+TESTS=(tests/test_core_release.py tests/test_core_spans.py tests/test_core_metrics.py
+       tests/test_core_puzzle.py tests/test_core_lifecycle.py tests/test_core_watchdog.py
+       tests/test_adapter_compat.py tests/test_chaos.py tests/test_hostile_input.py)
+BASE=(pytest pytest-asyncio pytest-timeout trustme)
+# row name | pip requirements for that row
+ROWS=(
+  "aiohttp 3.9|aiohttp~=3.9.0 opentelemetry-sdk"
+  "aiohttp 3.10|aiohttp~=3.10.0 opentelemetry-sdk"
+  "aiohttp 3.11|aiohttp~=3.11.0 opentelemetry-sdk"
+  "aiohttp 3.12|aiohttp~=3.12.0 opentelemetry-sdk"
+  "aiohttp 3.13|aiohttp~=3.13.0 opentelemetry-sdk"
+  "aiohttp 3.14|aiohttp~=3.14.0 opentelemetry-sdk"
+  "otel sdk oldest (1.27.0)|aiohttp opentelemetry-api==1.27.0 opentelemetry-sdk==1.27.0"
+)
+mkdir -p .venv-matrix
+declare -a REPORT
+status=0
+for row in "${ROWS[@]}"; do
+  name="${row%%|*}"; reqs="${row#*|}"
+  dir=".venv-matrix/$(echo "$name" | tr -c 'a-zA-Z0-9.\n' '_')"
+  log="$dir.log"
+  {
+    [ -x "$dir/bin/python" ] || timeout 300 "$UV" venv -q --python "$PY" "$dir"
+    # shellcheck disable=SC2086
+    timeout 600 "$UV" pip install -q --python "$dir/bin/python" -e . $reqs "${BASE[@]}"
+  } >"$log" 2>&1 || { REPORT+=("$name|install failed (see $log)"); status=1; continue; }
+  versions=$("$dir/bin/python" -c 'import aiohttp, importlib.metadata as m; print(f"aiohttp {aiohttp.__version__}, opentelemetry-sdk {m.version(\"opentelemetry-sdk\")}")')
+  summary=$(timeout 900 "$dir/bin/python" -m pytest -q -p no:cacheprovider "${TESTS[@]}" 2>&1 | tee -a "$log" | tail -1)
+  rc=${PIPESTATUS[0]}
+  if [ "$rc" -ne 0 ]; then status=1; fi
+  REPORT+=("$name|$versions|$summary")
+  echo "  $name: $summary" >&2
+done
+echo
+echo "| row | versions | result |"
+echo "|---|---|---|"
+for line in "${REPORT[@]}"; do
+  IFS='|' read -r a b c <<<"$line"
+  echo "| $a | $b | $c |"
+done
+exit $status

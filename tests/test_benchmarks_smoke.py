@@ -1,0 +1,84 @@
+"""Smoke test of the shipped benchmarks (issue 5): they run, make no errors, and emit
+exactly the spans the design promises. Speed is never asserted here."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).parent.parent
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _run(module: str, json_path: pathlib.Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(
+        [sys.executable, "-m", module, "--quick", "--json", str(json_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert res.returncode == 0, f"{module} --quick failed:\n{res.stdout}\n{res.stderr[-4000:]}"
+    return res
+
+
+def test_run_quick_has_no_errors_and_the_designed_span_counts(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "run.json"
+    res = _run("benchmarks.run", out, timeout=150)
+    assert "quick: OK" in res.stdout
+    data = json.loads(out.read_text())
+    results = data["results"]
+    assert set(results) == {"small", "queuefair"}
+    for scenario, result in results.items():
+        runs = result["runs"]
+        n = result["n"]
+        assert runs, scenario
+        for r in runs:
+            where = f"{scenario}/{r['variant']} round {r['round']}"
+            assert r["errors"] == 0 and r["warmup_errors"] == 0, where
+            assert r["span_problems"] == [], where
+            spans = r["spans"]
+            pool = {k: v for k, v in spans.items() if k.startswith("aiohttp.connection.")}
+            http = sum(v for k, v in spans.items() if not k.startswith("aiohttp."))
+            v = r["variant"]
+            if v in ("bare", "empty-tc", "plugin-metrics", "plugin-hold-time"):
+                assert spans == {}, where
+            if v in ("contrib", "contrib+plugin"):
+                assert http == n, where  # one HTTP client span per request, none dropped
+            if v == "plugin-all-leases":
+                assert pool.get("aiohttp.connection.lease") == n, where
+            if scenario == "small" and v in ("plugin-connector", "plugin-traced"):
+                # warm pool, no queueing: reused acquisitions make no span
+                assert pool.get("aiohttp.connection.wait", 0) == 0, where
+                assert pool.get("aiohttp.connection.lease", 0) == pool.get(
+                    "aiohttp.connection.create", 0
+                ), where
+            if scenario == "queuefair" and v in ("plugin-connector", "plugin-traced"):
+                waits = pool.get("aiohttp.connection.wait", 0)
+                assert waits > 0.3 * n, where  # the scenario really queues
+                # one wait span and one lease span per queued acquisition, nothing more
+                lease = pool.get("aiohttp.connection.lease", 0)
+                assert waits <= lease <= waits + pool.get("aiohttp.connection.create", 0), where
+            if r["variant"] != "bare" and r["variant"] != "empty-tc":
+                assert r["metric_exports"] >= 1, where
+
+
+def test_hotpath_quick_span_counts(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "hotpath.json"
+    res = _run("benchmarks.hotpath", out, timeout=60)
+    assert "quick: OK" in res.stdout
+    data = json.loads(out.read_text())
+    reuse, queued = data["reuse"], data["queued"]
+    for case in ("bare", "plugin-metrics", "plugin-traced", "plugin-hold-time",
+                 "plugin-request-location", "plugin-watchdog"):
+        assert reuse[case]["spans_per_iter"] == 0, case
+    assert reuse["plugin-all-leases"]["spans_per_iter"] == 1
+    assert queued["plugin-unsampled"]["spans_per_iter"] == 0
+    assert queued["plugin-sampled"]["spans_per_iter"] == 2  # wait + lease
+    assert data["collection_1"]["points"] > 0
+    assert data["collection_10"]["points"] == 10 * data["collection_1"]["points"]

@@ -1,0 +1,284 @@
+"""Structural guarantees of the hot path that timing cannot show reliably (issue 5).
+
+In the default mode (connector only, no trace config) the reuse/release path of a
+pooled request must not call any SDK instrument method and must not start a span; and
+the plugin must not register a TraceConfig unless asked. Real aiohttp server on
+127.0.0.1, real requests, reused keep-alive connections; no timing assertions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics._internal import instrument as sdk_instrument
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from aiohttp_pool_otel import OpenTelemetryTCPConnector
+
+pytestmark = pytest.mark.timeout(60)
+
+HOT_METHODS = (
+    (sdk_instrument.Counter, "add"),
+    (sdk_instrument.UpDownCounter, "add"),
+    (sdk_instrument.Histogram, "record"),
+    (sdk_instrument.Gauge, "set"),
+)
+
+
+class Providers:
+    def __init__(self) -> None:
+        self.spans = InMemorySpanExporter()
+        self.tp = TracerProvider()  # samples everything
+        self.tp.add_span_processor(SimpleSpanProcessor(self.spans))
+        self.reader = InMemoryMetricReader()
+        self.mp = MeterProvider(metric_readers=[self.reader])
+
+    def span_names(self) -> list[str]:
+        return [s.name for s in self.spans.get_finished_spans()]
+
+
+@pytest.fixture
+def providers() -> Iterator[Providers]:
+    p = Providers()
+    yield p
+    p.tp.shutdown()
+    p.mp.shutdown()
+
+
+async def _small(request: web.Request) -> web.Response:
+    return web.Response(text="hello")
+
+
+async def _body(request: web.Request) -> web.StreamResponse:
+    """Headers first, the body in a second write: EOF comes after the headers."""
+    resp = web.StreamResponse(headers={"Content-Length": "8"})
+    await resp.prepare(request)
+    await resp.write(b"0123")
+    await asyncio.sleep(0.01)
+    await resp.write(b"4567")
+    await resp.write_eof()
+    return resp
+
+
+@pytest.fixture
+async def base_url() -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_get("/small", _small)
+    app.router.add_get("/body", _body)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+class Trap:
+    """Every SDK synchronous instrument method records its call and raises, when armed.
+
+    The plugin swallows its own exceptions (it must never break a request), so the
+    calls are recorded as well as raised, and the tests assert on the record.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.armed = False
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for cls, name in HOT_METHODS:
+            monkeypatch.setattr(cls, name, self._wrap(cls.__name__, name, getattr(cls, name)))
+
+    def _wrap(self, cls_name: str, name: str, original: Any) -> Any:
+        label = f"{cls_name}.{name}"
+
+        def trap(instrument: Any, *args: Any, **kwargs: Any) -> Any:
+            if self.armed:
+                self.calls.append(f"{label}({getattr(instrument, 'name', '?')})")
+                raise AssertionError(f"SDK {label} called on the hot path")
+            return original(instrument, *args, **kwargs)
+
+        return trap
+
+
+@pytest.fixture
+def trap(monkeypatch: pytest.MonkeyPatch) -> Trap:
+    t = Trap()
+    t.install(monkeypatch)
+    return t
+
+
+async def _request_mix(session: aiohttp.ClientSession, base_url: str, rounds: int) -> None:
+    """Sequential and concurrent requests whose connections all go back to the pool,
+    released in every way that keeps them (closing one before EOF is not the hot path:
+    the connection is gone, and its lifetime histogram is recorded)."""
+    for _ in range(rounds):
+        async with session.get(f"{base_url}/small") as resp:  # EOF with the headers
+            assert await resp.text() == "hello"
+        resp = await session.get(f"{base_url}/body")  # EOF after the body, no context
+        assert await resp.read() == b"01234567"
+        resp = await session.get(f"{base_url}/body")  # explicit release after EOF
+        await resp.read()
+        resp.release()
+        async with session.get(f"{base_url}/small") as resp:  # unread: EOF at headers
+            pass
+
+    async def one() -> None:
+        async with session.get(f"{base_url}/small") as resp:
+            await resp.read()
+
+    for _ in range(rounds):
+        await asyncio.gather(*(one() for _ in range(4)))
+
+
+async def test_reuse_and_release_call_no_sdk_instrument(
+    providers: Providers,
+    base_url: str,
+    trap: Trap,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    connector = OpenTelemetryTCPConnector(
+        limit=10, tracer_provider=providers.tp, meter_provider=providers.mp
+    )
+    async with aiohttp.ClientSession(connector=connector) as session:
+        assert session._trace_configs == []
+        # Warm the pool: dial 4 connections (the slow path may record histograms).
+        async def one() -> None:
+            async with session.get(f"{base_url}/small") as resp:
+                await resp.read()
+
+        await asyncio.gather(*(one() for _ in range(4)))
+        before = connector.statistics()
+        assert before.created == 4
+        trap.armed = True
+        with caplog.at_level(logging.WARNING, logger="aiohttp_pool_otel"):
+            await _request_mix(session, base_url, rounds=5)
+        trap.armed = False
+        after = connector.statistics()
+
+    # Closing an instrument-poisoned request never raised; now check it stayed silent.
+    assert trap.calls == []
+    assert not [r for r in caplog.records if "telemetry failed" in r.getMessage()]
+    # The pool was really reused: 5 rounds of 4 sequential and 4 concurrent requests, no dial.
+    hot = 5 * 4 + 5 * 4
+    assert after.created == before.created
+    assert after.reused - before.reused == hot
+    # ... and the counters moved anyway: they are plain ints read at collection.
+    released = sum(after.releases.values()) - sum(before.releases.values())
+    assert released == hot
+
+
+async def test_trap_catches_an_instrument_call(trap: Trap, providers: Providers) -> None:
+    """The trap itself works (guards the test above against a vacuous pass)."""
+    counter = providers.mp.get_meter("t").create_counter("c")
+    histogram = providers.mp.get_meter("t").create_histogram("h")
+    trap.armed = True
+    with pytest.raises(AssertionError):
+        counter.add(1)
+    with pytest.raises(AssertionError):
+        histogram.record(1.0)
+    assert trap.calls == ["Counter.add(c)", "Histogram.record(h)"]
+
+
+async def test_record_hold_time_is_the_only_per_release_instrument(
+    providers: Providers, base_url: str, trap: Trap
+) -> None:
+    """The opt-in option does what it costs: one histogram record per release."""
+    connector = OpenTelemetryTCPConnector(
+        tracer_provider=providers.tp, meter_provider=providers.mp, record_hold_time=True
+    )
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.get(f"{base_url}/small") as resp:
+            await resp.read()
+        trap.armed = True
+        for _ in range(3):
+            async with session.get(f"{base_url}/small") as resp:
+                await resp.read()
+        trap.armed = False
+    assert trap.calls == ["Histogram.record(aiohttp.client.connection.use_time)"] * 3
+
+
+async def test_no_span_for_a_reused_unqueued_acquisition(
+    providers: Providers, base_url: str
+) -> None:
+    connector = OpenTelemetryTCPConnector(
+        limit=10, tracer_provider=providers.tp, meter_provider=providers.mp
+    )
+    tracer = providers.tp.get_tracer("test")
+    async with aiohttp.ClientSession(connector=connector) as session:
+        with tracer.start_as_current_span("warm-up"):
+            async with session.get(f"{base_url}/small") as resp:
+                await resp.read()
+        # The dial was traced: create + lease under the sampled parent.
+        assert sorted(providers.span_names()) == [
+            "aiohttp.connection.create",
+            "aiohttp.connection.lease",
+            "warm-up",
+        ]
+        providers.spans.clear()
+        with tracer.start_as_current_span("request"):  # sampled parent, like an HTTP span
+            await _request_mix(session, base_url, rounds=3)
+        assert connector.statistics().created <= 4
+
+    names = providers.span_names()
+    dialled = connector.statistics().created - 1
+    # Only the concurrent rounds may dial (they need up to 4 connections); a reused,
+    # unqueued acquisition makes no span at all.
+    assert names.count("aiohttp.connection.lease") == dialled
+    assert names.count("aiohttp.connection.create") == dialled
+    assert "aiohttp.connection.wait" not in names
+
+
+async def test_trace_all_leases_gives_one_lease_span_per_request(
+    providers: Providers, base_url: str
+) -> None:
+    connector = OpenTelemetryTCPConnector(
+        tracer_provider=providers.tp, meter_provider=providers.mp, trace_all_leases=True
+    )
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for _ in range(3):
+            async with session.get(f"{base_url}/small") as resp:
+                await resp.read()
+    names = providers.span_names()
+    assert names.count("aiohttp.connection.lease") == 3
+    assert names.count("aiohttp.connection.create") == 1
+
+
+async def test_the_connector_adds_no_trace_config(providers: Providers) -> None:
+    connector = OpenTelemetryTCPConnector(tracer_provider=providers.tp, meter_provider=providers.mp)
+    session = aiohttp.ClientSession(connector=connector)
+    try:
+        assert session._trace_configs == []
+    finally:
+        await session.close()
+
+
+async def test_the_instrumentor_adds_no_trace_config_when_told_not_to(
+    providers: Providers,
+) -> None:
+    pytest.importorskip("opentelemetry.instrumentation")
+    from aiohttp_pool_otel import AioHttpConnectionPoolInstrumentor
+
+    instrumentor = AioHttpConnectionPoolInstrumentor()
+    instrumentor.instrument(
+        tracer_provider=providers.tp, meter_provider=providers.mp, trace_config=False
+    )
+    try:
+        session = aiohttp.ClientSession()
+        try:
+            assert isinstance(session.connector, OpenTelemetryTCPConnector)
+            assert session._trace_configs == []
+        finally:
+            await session.close()
+    finally:
+        instrumentor.uninstrument()
