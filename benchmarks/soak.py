@@ -71,7 +71,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--chunks", type=int, default=20)
     p.add_argument("--c", type=int, default=50)
     p.add_argument("--limit-per-host", type=int, default=0,
-                   help="e.g. 2: every request queues for a slot (queued path: wait + lease spans)")
+                   help="e.g. 2: every request queues for a slot (queued path: one wait span each)")
     p.add_argument("--timeout", type=float, default=1800.0, help="per variant, seconds")
     p.add_argument("--json", default=None)
     p.add_argument("--check", nargs="?", const=DEFAULT_GOALS, default=None, metavar="GOALS_TOML")
