@@ -33,7 +33,7 @@ for row in "${ROWS[@]}"; do
     # shellcheck disable=SC2086
     timeout 600 "$UV" pip install -q --python "$dir/bin/python" -e . $reqs "${BASE[@]}"
   } >"$log" 2>&1 || { REPORT+=("$name|install failed (see $log)"); status=1; continue; }
-  versions=$("$dir/bin/python" -c 'import aiohttp, importlib.metadata as m; print(f"aiohttp {aiohttp.__version__}, opentelemetry-sdk {m.version(\"opentelemetry-sdk\")}")')
+  versions=$("$dir/bin/python" -c 'import aiohttp, importlib.metadata as m; print("aiohttp", aiohttp.__version__ + ", opentelemetry-sdk", m.version("opentelemetry-sdk"))')
   summary=$(timeout 900 "$dir/bin/python" -m pytest -q -p no:cacheprovider "${TESTS[@]}" 2>&1 | tee -a "$log" | tail -1)
   rc=${PIPESTATUS[0]}
   if [ "$rc" -ne 0 ]; then status=1; fi

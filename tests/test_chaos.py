@@ -213,7 +213,8 @@ async def run_epoch(
     await watcher
     for r in results:  # after a mid-flight close, requests fail; nothing else may
         # After a mid-flight close, aiohttp fails requests (and cancels queued ones).
-        expected = (RuntimeError, aiohttp.ClientError, asyncio.CancelledError)
+        # (aiohttp 3.10 raises AttributeError: the session's connector is gone)
+        expected = (RuntimeError, AttributeError, aiohttp.ClientError, asyncio.CancelledError)
         if isinstance(r, BaseException) and not (close_mid_flight and isinstance(r, expected)):
             raise r
     for client in clients:
