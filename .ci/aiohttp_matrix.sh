@@ -19,7 +19,7 @@ ROWS=(
   "aiohttp 3.12|aiohttp~=3.12.0 opentelemetry-sdk"
   "aiohttp 3.13|aiohttp~=3.13.0 opentelemetry-sdk"
   "aiohttp 3.14|aiohttp~=3.14.0 opentelemetry-sdk"
-  "otel sdk oldest (1.27.0)|aiohttp opentelemetry-api==1.27.0 opentelemetry-sdk==1.27.0"
+  "otel sdk oldest (1.30.0)|aiohttp opentelemetry-api==1.30.0 opentelemetry-sdk==1.30.0"
 )
 mkdir -p .venv-matrix
 declare -a REPORT
