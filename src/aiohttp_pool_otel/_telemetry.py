@@ -36,38 +36,24 @@ class PoolMeters:
         self._pools: tuple[weakref.ReferenceType[PoolInstrumentation], ...] = ()
         self._lock = threading.Lock()
 
-        # Created first on purpose: its callback takes the snapshot the others reuse
-        # (the SDK calls observable callbacks in creation order).
-        meter.create_observable_up_down_counter(
-            sc.METRIC_OPEN_CONNECTIONS,
-            [self._observe_open_connections],
-            unit="{connection}",
-            description="Connections in the pool, by state: active (held by a request) or idle.",
-        )
-        meter.create_observable_gauge(
-            sc.METRIC_AVAILABLE,
-            [self._observe_available],
-            unit="{connection}",
-            description="Connections this host key may still acquire without waiting.",
-        )
-        meter.create_observable_gauge(
-            sc.METRIC_MAX,
-            [self._observe_max],
-            unit="{connection}",
-            description="The connector's total limit (0 means no limit).",
-        )
-        meter.create_observable_gauge(
-            sc.METRIC_MAX_PER_HOST,
-            [self._observe_max_per_host],
-            unit="{connection}",
-            description="The connector's per-host limit (0 means no limit).",
-        )
-        meter.create_observable_up_down_counter(
-            sc.METRIC_PENDING,
-            [self._observe_pending],
-            unit="{request}",
-            description="Requests queued for a free connection slot.",
-        )
+        gauge, up_down = meter.create_observable_gauge, meter.create_observable_up_down_counter
+        observed = (
+            # The first one on purpose: its callback takes the snapshot the others
+            # reuse (the SDK calls observable callbacks in creation order).
+            (up_down, sc.METRIC_OPEN_CONNECTIONS, self._observe_open_connections,
+             "{connection}",
+             "Connections in the pool, by state: active (held by a request) or idle."),
+            (gauge, sc.METRIC_AVAILABLE, self._observe_available, "{connection}",
+             "Connections this host key may still acquire without waiting."),
+            (gauge, sc.METRIC_MAX, self._observe_max, "{connection}",
+             "The connector's total limit (0 means no limit)."),
+            (gauge, sc.METRIC_MAX_PER_HOST, self._observe_max_per_host, "{connection}",
+             "The connector's per-host limit (0 means no limit)."),
+            (up_down, sc.METRIC_PENDING, self._observe_pending, "{request}",
+             "Requests queued for a free connection slot."),
+        )  # fmt: skip
+        for create, name, callback, unit, description in observed:
+            create(name, [callback], unit=unit, description=description)
         counters = (
             (sc.METRIC_CREATED, "created", "Connections dialled."),
             (sc.METRIC_REUSED, "reused", "Acquisitions served by an idle pooled connection."),
