@@ -146,9 +146,9 @@ async def test_total_limit_is_named_when_it_blocks(telemetry: Telemetry, server:
 
 
 async def test_pool_wait_timeout(telemetry: Telemetry, server: Server) -> None:
-    async with aiohttp.ClientSession(
-        connector=telemetry.connector(limit_per_host=1)
-    ) as session:
+    # Held by the test: a garbage-collected connector's series stop being reported.
+    connector = telemetry.connector(limit_per_host=1)
+    async with aiohttp.ClientSession(connector=connector) as session:
         held = await session.get(server.url("/endless"))
         with pytest.raises(asyncio.TimeoutError):  # aiohttp's ConnectionTimeoutError
             await session.get(

@@ -64,9 +64,9 @@ async def test_credentials_query_and_headers_never_reach_telemetry(
     telemetry: Telemetry, server: Server, proxy: Any
 ) -> None:
     proxy_server, seen = proxy
+    connector = telemetry.connector(trace_all_leases=True, pool_name="secure")
     async with aiohttp.ClientSession(
-        connector=telemetry.connector(trace_all_leases=True, pool_name="secure"),
-        trace_configs=[telemetry.trace_config()],
+        connector=connector, trace_configs=[telemetry.trace_config()]
     ) as session:
         url = f"http://alice:s3cr3t-pw@127.0.0.1:{server.port}/small?token=t0k3n"
         async with session.get(url, headers={"X-Api-Key": "k3y-v4l"}) as resp:
@@ -78,7 +78,7 @@ async def test_credentials_query_and_headers_never_reach_telemetry(
         ) as resp:
             assert await resp.text() == "via proxy"
         assert seen and seen[0].startswith("Basic ")  # the proxy did get the credentials
-        stats = session.connector.statistics()  # type: ignore[union-attr]
+        stats = connector.statistics()
         assert "pr0xy" not in repr(stats) and "s3cr3t" not in repr(stats)
     exported = everything_exported(telemetry)
     assert "aiohttp.connection.lease" in exported
