@@ -104,7 +104,9 @@ def make_connector(case: str, prov: Providers, limit_per_host: int) -> Any:
 
 
 def _request() -> Any:
-    return SimpleNamespace(connection_key=KEY, proxy=None, response_class=ClientResponse)
+    return SimpleNamespace(
+        connection_key=KEY, proxy=None, response_class=ClientResponse, method="GET"
+    )
 
 
 class Case:

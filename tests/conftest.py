@@ -152,6 +152,7 @@ async def _hang(request: web.Request) -> web.Response:
 def make_app() -> web.Application:
     app = web.Application()
     app.router.add_get("/small", _small)
+    app.router.add_post("/late", _late_body)
     app.router.add_get("/empty", _empty)
     app.router.add_get("/late", _late_body)
     app.router.add_get("/endless", _endless)

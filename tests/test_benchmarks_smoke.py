@@ -82,3 +82,27 @@ def test_hotpath_quick_span_counts(tmp_path: pathlib.Path) -> None:
     assert queued["plugin-sampled"]["spans_per_iter"] == 1  # the wait span only
     assert data["collection_1"]["points"] > 0
     assert data["collection_10"]["points"] == 10 * data["collection_1"]["points"]
+
+
+def test_interleaved_runs_every_goal_variant_without_errors(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "interleaved.json"
+    res = subprocess.run(
+        [sys.executable, "-m", "benchmarks.interleaved", "--rounds", "2", "--block", "150",
+         "--check", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=150,
+    )  # fmt: skip
+    assert res.returncode == 0, f"{res.stdout}\n{res.stderr[-4000:]}"
+    data = json.loads(out.read_text())
+    rows = {
+        (scenario, row["variant"]): row
+        for scenario, result in data["results"].items()
+        for row in result["rows"]
+    }
+    assert ("small", "contrib+plugin") in rows and ("queuefair", "plugin-traced") in rows
+    for (scenario, variant), row in rows.items():
+        assert row["errors"] == 0 and row["rounds"] == 2, (scenario, variant)
+        if variant in ("bare", "empty-tc", "plugin-metrics"):
+            assert row["spans_per_req"] == 0, (scenario, variant)
+    assert rows[("small", "contrib")]["spans_per_req"] == 1.0  # none dropped by the flush
+    # Two rounds are fewer than the goals' minimum: verdicts, but never a false PASS.
+    assert {v["verdict"] for v in data["verdicts"]} == {"INCONCLUSIVE"}

@@ -70,6 +70,28 @@ async def test_first_request_dials_and_gets_create_and_lease_spans_under_request
         assert [s.name for s in telemetry.spans()] == ["request"]
 
 
+async def test_connector_alone_names_each_requests_method_on_its_spans(
+    telemetry: Telemetry, server: Server
+) -> None:
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    connector = telemetry.connector(limit_per_host=1)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        with tracer.start_as_current_span("request"):
+            async with session.post(server.url("/late"), data=b"x") as held:
+                # The second request queues behind the held one: its wait span is a GET's.
+                waiting = asyncio.create_task(get_text(session, server.url("/small")))
+                await asyncio.sleep(0.05)
+                await held.read()
+            assert await waiting == "hello"
+    spans = by_name(telemetry.spans())
+    (create,) = spans[sc.SPAN_CREATE]
+    (lease,) = spans[sc.SPAN_LEASE]
+    (wait,) = spans[sc.SPAN_WAIT]
+    assert create.attributes[sc.HTTP_REQUEST_METHOD] == "POST"
+    assert lease.attributes[sc.HTTP_REQUEST_METHOD] == "POST"
+    assert wait.attributes[sc.HTTP_REQUEST_METHOD] == "GET"
+
+
 async def test_trace_all_leases_adds_a_lease_span_with_idle_time_for_reuse(
     telemetry: Telemetry, server: Server
 ) -> None:

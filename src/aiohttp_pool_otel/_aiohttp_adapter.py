@@ -36,6 +36,7 @@ import aiohttp
 from aiohttp import BaseConnector, ClientResponse
 
 from ._pool import (
+    CURRENT_REQUEST_METHOD,
     Acquisition,
     HostId,
     Lease,
@@ -255,6 +256,7 @@ class InstrumentedConnectorMixin(BaseConnector):
         try:
             cls = req.response_class
             req.response_class = _TRACKED.get(cls) or tracked_response_class(cls)
+            CURRENT_REQUEST_METHOD.set(req.method)
             if not HAS_WAIT_METHOD:
                 # aiohttp 3.9 decides to queue synchronously, with exactly this test.
                 key = req.connection_key
@@ -274,8 +276,9 @@ class InstrumentedConnectorMixin(BaseConnector):
         acq = _ACQUISITION.get()
         if acq is not None:
             _ACQUISITION.set(None)
-            pool.wait_finished(acq)  # aiohttp 3.9: the wait ends when a pooled one is handed out
-        proto = conn.protocol
+            if acq.waiting:  # aiohttp 3.9: the wait ends when a pooled one is handed out
+                pool.wait_finished(acq)
+        proto = conn._protocol
         known = getattr(proto, _RECORD, None)
         record = pool.acquired(conn._key, proto, known, acq)
         if record is not known and record is not None:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 SCOPE = "aiohttp_pool_otel"
 
 
+
 class PoolMeters:
     """Every instrument of one MeterProvider, and the connectors that report to it."""
 

@@ -1,16 +1,15 @@
 """``create_pool_trace_config()``: the detail only aiohttp's public trace signals carry.
 
-The connector sees acquisitions and releases but not the request (its method) nor
-name resolution. This trace config adds them: the request method on pool spans,
-``aiohttp.dns.resolve`` spans under ``aiohttp.connection.create``, whether the DNS
-cache answered, and the ``dns.lookup.duration`` histogram. It is optional: a
-TraceConfig costs aiohttp some work on every request even when it does nothing.
+The connector sees acquisitions and releases but not name resolution. This trace
+config adds it: ``aiohttp.dns.resolve`` spans under ``aiohttp.connection.create``,
+whether the DNS cache answered, and the ``dns.lookup.duration`` histogram. Its
+receivers run only when a connection is dialled (and when a request fails), never
+on the reuse path; still, any TraceConfig costs aiohttp some work on every request.
 """
 
 from __future__ import annotations
 
 import time
-from contextvars import Token
 from types import SimpleNamespace
 from typing import Any, Optional
 
@@ -20,7 +19,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
 from . import semconv as sc
-from ._pool import CURRENT_REQUEST_METHOD, report_internal_error
+from ._pool import NO_EXEMPLAR, report_internal_error
 from ._telemetry import SCOPE, PoolMeters, meters_for
 from ._validation import check_providers
 from ._version import __version__
@@ -29,7 +28,6 @@ from ._version import __version__
 class _RequestContext(SimpleNamespace):
     """Per-request state shared by the callbacks of one request."""
 
-    method_token: Optional[Token[Optional[str]]] = None
     dns_span: Optional[Span] = None
     dns_started: float = 0.0
 
@@ -41,32 +39,12 @@ class _Callbacks:
         self._tracer = tracer
         self._meters = meters
 
-    async def on_request_start(
-        self, _: aiohttp.ClientSession, ctx: SimpleNamespace, params: Any
-    ) -> None:
-        try:
-            ctx.method_token = CURRENT_REQUEST_METHOD.set(str(params.method))
-        except Exception:
-            report_internal_error("on_request_start")
-
-    async def on_request_end(
-        self, _: aiohttp.ClientSession, ctx: SimpleNamespace, params: Any
-    ) -> None:
-        self._finish(ctx, None)
-
     async def on_request_exception(
         self, _: aiohttp.ClientSession, ctx: SimpleNamespace, params: Any
     ) -> None:
-        self._finish(ctx, getattr(params, "exception", None))
-
-    def _finish(self, ctx: SimpleNamespace, exc: Optional[BaseException]) -> None:
-        try:
-            token, ctx.method_token = ctx.method_token, None
-            if token is not None:
-                CURRENT_REQUEST_METHOD.reset(token)
-        except Exception:  # reset from another context: just clear it
-            CURRENT_REQUEST_METHOD.set(None)
-        if ctx.dns_span is not None:  # resolution failed or was cancelled
+        # aiohttp sends no dns_resolvehost_end when resolution raised or was cancelled.
+        if ctx.dns_span is not None or ctx.dns_started:
+            exc = getattr(params, "exception", None)
             self._end_dns(ctx, exc or Exception("DNS resolution did not finish"))
 
     async def on_dns_cache_hit(self, _: aiohttp.ClientSession, ctx: Any, params: Any) -> None:
@@ -111,7 +89,9 @@ class _Callbacks:
             if exc is not None:
                 attributes[sc.ERROR_TYPE] = type(exc).__qualname__
             if ctx.dns_started:
-                self._meters.dns_duration.record(time.monotonic() - ctx.dns_started, attributes)
+                self._meters.dns_duration.record(
+                    time.monotonic() - ctx.dns_started, attributes, NO_EXEMPLAR
+                )
                 ctx.dns_started = 0.0
             span, ctx.dns_span = ctx.dns_span, None
             if span is not None:
@@ -138,8 +118,6 @@ def create_pool_trace_config(
         trace.get_tracer(SCOPE, __version__, tracer_provider), meters_for(meter_provider)
     )
     config = aiohttp.TraceConfig(trace_config_ctx_factory=_RequestContext)
-    config.on_request_start.append(callbacks.on_request_start)
-    config.on_request_end.append(callbacks.on_request_end)
     config.on_request_exception.append(callbacks.on_request_exception)
     config.on_dns_cache_hit.append(callbacks.on_dns_cache_hit)
     config.on_dns_cache_miss.append(callbacks.on_dns_cache_miss)
