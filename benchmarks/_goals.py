@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 from typing import Any
@@ -22,12 +23,19 @@ def goals_of(config: dict[str, Any], kinds: tuple[str, ...]) -> list[dict[str, A
     return [g for g in config.get("goal", []) if g.get("kind") in kinds]
 
 
-def _quantile(xs: list[float], q: float) -> float:
+def median_interval(xs: list[float], z: float = 1.96) -> tuple[float, float]:
+    """A distribution-free ~95 % confidence interval of the median of ``xs``.
+
+    Order statistics: the true median lies between the values of rank
+    ``n/2 -+ z*sqrt(n)/2`` with probability ~95 % whatever the noise's shape. Unlike
+    the spread of the samples, the interval narrows as rounds are added.
+    """
     xs = sorted(xs)
-    k = (len(xs) - 1) * q
-    lo = int(k)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+    n = len(xs)
+    half = z * math.sqrt(n) / 2
+    lo = max(math.floor(n / 2 - half), 0)
+    hi = min(math.ceil(n / 2 + half) - 1, n - 1)
+    return xs[lo], xs[max(hi, lo)]
 
 
 def verdict(
@@ -35,21 +43,23 @@ def verdict(
 ) -> tuple[str, str]:
     """Verdict of paired per-round samples against a threshold, with the reason.
 
-    The median decides, unless fewer than ``min_rounds`` samples exist or the spread
-    straddles the threshold *widely*: the threshold lies inside the middle half of the
-    samples (between the first and third quartile), i.e. at least a quarter of the
-    rounds fall on each side of it. Then the run cannot tell, and more rounds are needed.
+    The median decides, unless fewer than ``min_rounds`` samples exist or the
+    threshold lies inside the ~95 % confidence interval of the median (see
+    :func:`median_interval`): then the run cannot tell, and more rounds are needed.
     """
     if not samples:
         return INCONCLUSIVE, "no samples"
     med = statistics.median(samples)
     lo, hi = min(samples), max(samples)
+    ci_lo, ci_hi = median_interval(samples)
     thr = minimum if minimum is not None else maximum
     ok = med >= minimum if minimum is not None else med <= maximum
     op = ">=" if minimum is not None else "<="
-    spread = f"median {med:.3f} [{lo:.3f}..{hi:.3f}] vs {op} {thr}"
+    spread = (
+        f"median {med:.3f} (95% CI {ci_lo:.3f}..{ci_hi:.3f}) [{lo:.3f}..{hi:.3f}] vs {op} {thr}"
+    )
     if len(samples) < min_rounds:
         return INCONCLUSIVE, f"{spread}; only {len(samples)} rounds (need {min_rounds})"
-    if len(samples) >= 3 and _quantile(samples, 0.25) < thr < _quantile(samples, 0.75):
-        return INCONCLUSIVE, f"{spread}; spread straddles the threshold widely (try --rounds 15)"
+    if ci_lo < thr < ci_hi:
+        return INCONCLUSIVE, f"{spread}; the interval contains the threshold (add rounds)"
     return (PASS if ok else FAIL), spread

@@ -337,8 +337,9 @@ def check(res: dict[str, Any], config: dict[str, Any], strict: bool) -> tuple[li
         goal = _goals.PASS if value <= g["max"] else _goals.FAIL
         gate = g.get("ci_max", g["max"])
         ci = "within" if value <= gate else "ABOVE"
+        shown = f"{value:.1f} µs" if g["kind"] == "collection" else f"{value:+.2f} µs"
         lines.append(
-            f"{goal:<12} {g['id']}: {g['text']} — measured {value:+.2f} µs "
+            f"{goal:<12} {g['id']}: {g['text']} — measured {shown} "
             f"(goal <= {g['max']}, CI gate <= {gate}: {ci})"
         )
         failed |= value > (g["max"] if strict else gate)

@@ -39,8 +39,11 @@ from .server import ServerProcess
 from .variants import VARIANTS, Built, build
 
 GOAL_VARIANTS = {
-    "small": ["bare", "empty-tc", "contrib", "plugin-metrics", "plugin-traced", "contrib+plugin"],
-    "queuefair": ["bare", "plugin-metrics", "plugin-traced"],
+    "small": [
+        "bare", "empty-tc", "contrib", "plugin-metrics", "plugin-connector", "plugin-traced",
+        "contrib+plugin", "contrib+plugin-tc",
+    ],
+    "queuefair": ["bare", "plugin-metrics", "plugin-connector", "plugin-traced"],
 }
 BLOCKS = {"small": 1500, "queuefair": 800, "large": 150, "slow": 300}
 
@@ -168,16 +171,26 @@ def ratio_of(rows: dict[str, dict[str, Any]], variant: str, baseline: str) -> li
 def check_goals(config: dict[str, Any], results: dict[str, Any]) -> list[dict[str, Any]]:
     min_rounds = int(config.get("settings", {}).get("min_rounds", 7))
     verdicts = []
-    for g in _goals.goals_of(config, ("ratio",)):
+    for g in _goals.goals_of(config, ("ratio", "spans_per_queued")):
         res = results.get(g["scenario"])
         rows = {r["variant"]: r for r in res["rows"]} if res else {}
-        if g["variant"] not in rows or g["baseline"] not in rows:
+        if g["variant"] not in rows or (g["kind"] == "ratio" and g["baseline"] not in rows):
             verdicts.append({**g, "verdict": "NOT RUN", "detail": "scenario/variant not run"})
             continue
-        v, detail = _goals.verdict(
-            ratio_of(rows, g["variant"], g["baseline"]),
-            minimum=g.get("min"), maximum=g.get("max"), min_rounds=min_rounds,
-        )
+        if g["kind"] == "ratio":
+            v, detail = _goals.verdict(
+                ratio_of(rows, g["variant"], g["baseline"]),
+                minimum=g.get("min"), maximum=g.get("max"), min_rounds=min_rounds,
+            )
+        else:  # exact counts: every queued acquisition has one wait span
+            spans = rows[g["variant"]]["spans"]
+            waits = spans.get("aiohttp.connection.wait", 0)
+            pool = sum(n for k, n in spans.items() if k.startswith("aiohttp."))
+            if not waits:
+                v, detail = _goals.INCONCLUSIVE, "no acquisition queued"
+            else:
+                v = _goals.PASS if pool / waits <= g["max"] else _goals.FAIL
+                detail = f"{pool / waits:.2f} pool spans per queued acquisition vs <= {g['max']}"
         verdicts.append({**g, "verdict": v, "detail": detail})
     return verdicts
 

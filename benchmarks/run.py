@@ -42,7 +42,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 }
 DEFAULT_VARIANTS = [
     "bare", "empty-tc", "contrib", "plugin-metrics", "plugin-connector", "plugin-traced",
-    "plugin-all-leases", "plugin-hold-time", "contrib+plugin",
+    "plugin-all-leases", "plugin-hold-time", "contrib+plugin", "contrib+plugin-tc",
 ]
 QUICK_N = {"small": 600, "queuefair": 400, "large": 100, "slow": 200}
 BASE = "bare"

@@ -27,7 +27,8 @@ VARIANTS: dict[str, str] = {
     "plugin-all-leases": "plugin-traced with trace_all_leases=True (a lease span per request)",
     "plugin-hold-time": "plugin-metrics with record_hold_time=True (a histogram per release)",
     "plugin-unsampled": "plugin-traced, every request under an unsampled parent span",
-    "contrib+plugin": "contrib + OpenTelemetryTCPConnector + create_pool_trace_config",
+    "contrib+plugin": "contrib + OpenTelemetryTCPConnector (the plugin's default: no trace config)",
+    "contrib+plugin-tc": "contrib + OpenTelemetryTCPConnector + create_pool_trace_config",
 }
 
 POOL_SPANS = ("aiohttp.connection.wait", "aiohttp.connection.create", "aiohttp.connection.lease")
@@ -162,7 +163,7 @@ def build(
         built._flush.append(tp.force_flush)
         built._shutdown.append(tp.shutdown)
 
-    if name in ("contrib", "contrib+plugin"):
+    if name in ("contrib", "contrib+plugin", "contrib+plugin-tc"):
         from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 
         built.trace_configs.append(create_trace_config(tracer_provider=tp, meter_provider=mp))
@@ -178,7 +179,8 @@ def build(
         record_hold_time=name == "plugin-hold-time",
         **kw,
     )
-    if name in ("plugin-traced", "plugin-all-leases", "plugin-unsampled", "contrib+plugin"):
+    with_trace_config = ("plugin-traced", "plugin-all-leases", "plugin-unsampled")
+    if name in (*with_trace_config, "contrib+plugin-tc"):
         built.trace_configs.append(create_pool_trace_config(tracer_provider=tp, meter_provider=mp))
     built.unsampled_parent = name == "plugin-unsampled"
     return built
@@ -194,7 +196,7 @@ def check_spans(variant: str, n: int, spans: dict[str, int]) -> list[str]:
     pool = {k: spans.get(k, 0) for k in POOL_SPANS}
     _, create, lease = pool.values()
     other = sum(v for k, v in spans.items() if k not in POOL_SPANS)
-    contrib = variant in ("contrib", "contrib+plugin")
+    contrib = variant in ("contrib", "contrib+plugin", "contrib+plugin-tc")
     if contrib and other != n:
         problems.append(f"expected {n} HTTP client spans, got {other}")
     if not contrib and other:

@@ -36,7 +36,6 @@ import aiohttp
 from aiohttp import BaseConnector, ClientResponse
 
 from ._pool import (
-    CURRENT_REQUEST_METHOD,
     Acquisition,
     HostId,
     Lease,
@@ -214,6 +213,7 @@ class InstrumentedConnectorMixin(BaseConnector):
     """Overrides of ``BaseConnector`` that report to ``self._pool_otel``."""
 
     _pool_otel: PoolInstrumentation
+    _pool_otel_method: Optional[str] = None  # of the latest connect(): see there
 
     def _pool_otel_read_state(
         self,
@@ -241,7 +241,7 @@ class InstrumentedConnectorMixin(BaseConnector):
 
     def _pool_otel_start_wait(self, key: ConnectionKey) -> Optional[Acquisition]:
         pool = self._pool_otel
-        acq = pool.new_acquisition(key)
+        acq = pool.new_acquisition(key, self._pool_otel_method)
         if acq is not None:
             _ACQUISITION.set(acq)
             pool.wait_started(
@@ -253,10 +253,14 @@ class InstrumentedConnectorMixin(BaseConnector):
         self, req: ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
     ) -> Connection:
         pool = self._pool_otel
+        method: Optional[str] = None
         try:
             cls = req.response_class
             req.response_class = _TRACKED.get(cls) or tracked_response_class(cls)
-            CURRENT_REQUEST_METHOD.set(req.method)
+            # For _wait_for_available_connection, which is not given the request: aiohttp
+            # calls it before connect() first suspends, so no other task can overwrite
+            # this in between (a ContextVar would be exact too, at 5x the cost).
+            self._pool_otel_method = method = req.method
             if not HAS_WAIT_METHOD:
                 # aiohttp 3.9 decides to queue synchronously, with exactly this test.
                 key = req.connection_key
@@ -280,7 +284,7 @@ class InstrumentedConnectorMixin(BaseConnector):
                 pool.wait_finished(acq)
         proto = conn._protocol
         known = getattr(proto, _RECORD, None)
-        record = pool.acquired(conn._key, proto, known, acq)
+        record = pool.acquired(conn._key, proto, known, acq, method)
         if record is not known and record is not None:
             setattr(proto, _RECORD, record)
         return conn
@@ -301,7 +305,7 @@ class InstrumentedConnectorMixin(BaseConnector):
         pool = self._pool_otel
         acq = _ACQUISITION.get()
         if acq is None:
-            acq = pool.new_acquisition(req.connection_key)
+            acq = pool.new_acquisition(req.connection_key, req.method)
             if acq is None:
                 return await super()._create_connection(req, traces, timeout)
             _ACQUISITION.set(acq)
@@ -337,16 +341,23 @@ class InstrumentedConnectorMixin(BaseConnector):
         lease = self._pool_otel.leases.pop(protocol, None)
         if lease is None:
             return super()._release(key, protocol, should_close=should_close)
-        reason, phase, outcome = ERROR_REASON, None, CLOSED
+        reason, phase = ERROR_REASON, None
         try:
-            if not (self._force_close or should_close or protocol.should_close):
-                outcome = POOLED
             reason, phase = classify(lease, should_close)
         except Exception:
             report_internal_error("classify")
         try:
             super()._release(key, protocol, should_close=should_close)
         finally:
+            # What aiohttp did, not what it would do: every version pools a connection
+            # by appending it to _conns[key], so it was pooled iff it is last there.
+            outcome = CLOSED
+            try:
+                conns = self._conns.get(key)
+                if conns and conns[-1][0] is protocol:
+                    outcome = POOLED
+            except Exception:
+                report_internal_error("outcome")
             self._pool_otel.released(lease, reason, phase, outcome)
 
     def _close(self, *args: Any, **kwargs: Any) -> Any:

@@ -15,7 +15,6 @@ import os
 import sys
 import time
 import weakref
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from opentelemetry import context as otel_context
@@ -36,11 +35,6 @@ HostId = tuple[str, Optional[int], str]
 
 Attributes = dict[str, Union[str, int, bool, float]]
 
-# The method of the request this task is acquiring a connection for, set by the
-# connector's connect(): the slow-path spans name it without a lookup of the request.
-CURRENT_REQUEST_METHOD: ContextVar[Optional[str]] = ContextVar(
-    "aiohttp_pool_otel_request_method", default=None
-)
 
 _monotonic = time.monotonic
 
@@ -161,6 +155,7 @@ class Acquisition:
         "create_started",
         "dialled",
         "host",
+        "method",
         "parent",
         "queued",
         "wait_span",
@@ -168,9 +163,12 @@ class Acquisition:
         "waiting",
     )
 
-    def __init__(self, host: HostRecord, parent: Optional[otel_context.Context]) -> None:
+    def __init__(
+        self, host: HostRecord, parent: Optional[otel_context.Context], method: Optional[str]
+    ) -> None:
         self.host = host
         self.parent = parent
+        self.method = method
         self.queued = False
         self.waiting = False
         self.wait_started = 0.0
@@ -278,21 +276,18 @@ class PoolInstrumentation:
 
     # --- slow path: queueing and dialling ----------------------------------
 
-    def _start_span(
-        self, name: str, parent: Optional[otel_context.Context], attributes: Attributes
-    ) -> Optional[Span]:
-        if parent is None:
+    def _start_span(self, name: str, acq: Acquisition, attributes: Attributes) -> Optional[Span]:
+        if acq.parent is None:
             return None
         attributes = dict(attributes)
-        method = CURRENT_REQUEST_METHOD.get()
-        if method is not None:
-            attributes[sc.HTTP_REQUEST_METHOD] = method
+        if acq.method is not None:
+            attributes[sc.HTTP_REQUEST_METHOD] = acq.method
         return self.tracer.start_span(
-            name, context=parent, kind=SpanKind.INTERNAL, attributes=attributes
+            name, context=acq.parent, kind=SpanKind.INTERNAL, attributes=attributes
         )
 
-    def new_acquisition(self, key: Any) -> Optional[Acquisition]:
-        """Begin tracking an acquisition that left the fast path."""
+    def new_acquisition(self, key: Any, method: Optional[str]) -> Optional[Acquisition]:
+        """Begin tracking an acquisition (of a ``method`` request) that left the fast path."""
         try:
             parent: Optional[otel_context.Context] = None
             if self._tracing:
@@ -301,7 +296,7 @@ class PoolInstrumentation:
                 # Follow the parent's sampling decision: an unsampled request builds no spans.
                 if span_context.is_valid and not span_context.trace_flags.sampled:
                     parent = None
-            return Acquisition(self.host_for(key), parent)
+            return Acquisition(self.host_for(key), parent, method)
         except Exception:
             report_internal_error("new_acquisition")
             return None
@@ -318,7 +313,7 @@ class PoolInstrumentation:
             if acq.parent is not None:
                 acq.wait_span = self._start_span(
                     sc.SPAN_WAIT,
-                    acq.parent,
+                    acq,
                     {
                         **acq.host.attributes,
                         sc.POOL_QUEUE_DEPTH: queue_depth,
@@ -348,7 +343,7 @@ class PoolInstrumentation:
             acq.dialled = True
             acq.create_started = _monotonic()
             acq.host.connecting += 1
-            span = self._start_span(sc.SPAN_CREATE, acq.parent, acq.host.attributes)
+            span = self._start_span(sc.SPAN_CREATE, acq, acq.host.attributes)
             acq.create_span = span
             if span is not None:
                 # Current while dialling, so the trace config's DNS span nests under it.
@@ -449,9 +444,10 @@ class PoolInstrumentation:
         protocol: Any,
         lease: Optional[TrackedConnection],
         acq: Optional[Acquisition],
+        method: Optional[str],
     ) -> Optional[TrackedConnection]:
-        """``connect()`` returned ``protocol``, whose record is ``lease`` (``None`` if
-        unknown); returns the record to keep with the protocol."""
+        """``connect()`` of a ``method`` request returned ``protocol``, whose record is
+        ``lease`` (``None`` if unknown); returns the record to keep with the protocol."""
         try:
             now = _monotonic()
             if lease is None:  # dialled outside our _create_connection (not expected)
@@ -467,14 +463,19 @@ class PoolInstrumentation:
             self.leases[protocol] = lease
             # span, response and held_too_long were reset when the last lease ended.
             if acq is not None or self._per_lease_work:
-                self._lease_extras(key, lease, acq, now)
+                self._lease_extras(key, lease, acq, now, method)
             return lease
         except Exception:
             report_internal_error("acquired")
             return None
 
     def _lease_extras(
-        self, key: Any, lease: TrackedConnection, acq: Optional[Acquisition], now: float
+        self,
+        key: Any,
+        lease: TrackedConnection,
+        acq: Optional[Acquisition],
+        now: float,
+        method: Optional[str],
     ) -> None:
         """What only some acquisitions need: origin, watchdog, lease span."""
         if self.capture_request_location:
@@ -485,7 +486,7 @@ class PoolInstrumentation:
         # acquisition already has its wait span (one span per queued acquisition).
         if (acq is not None and acq.dialled) or self.trace_all_leases:
             if acq is None:
-                acq = self.new_acquisition(key)
+                acq = self.new_acquisition(key, method)
             if acq is not None and acq.parent is not None:
                 self._start_lease_span(lease, acq, now)
 
@@ -497,7 +498,7 @@ class PoolInstrumentation:
         }
         if lease.reused:
             attributes[sc.CONNECTION_IDLE_TIME] = max(0.0, now - lease.released_at)
-        lease.span = self._start_span(sc.SPAN_LEASE, acq.parent, attributes)
+        lease.span = self._start_span(sc.SPAN_LEASE, acq, attributes)
 
     def released(
         self,
