@@ -63,3 +63,13 @@ def verdict(
     if ci_lo < thr < ci_hi:
         return INCONCLUSIVE, f"{spread}; the interval contains the threshold (add rounds)"
     return (PASS if ok else FAIL), spread
+
+
+def spans_per_queued_verdict(spans: dict[str, int], maximum: float) -> tuple[str, str]:
+    """Pool spans per queued acquisition (one wait span each), from exact span counts."""
+    waits = spans.get("aiohttp.connection.wait", 0)
+    if not waits:
+        return INCONCLUSIVE, "no acquisition queued"
+    per = sum(n for k, n in spans.items() if k.startswith("aiohttp.")) / waits
+    v = PASS if per <= maximum else FAIL
+    return v, f"{per:.2f} pool spans per queued acquisition vs <= {maximum}"

@@ -182,15 +182,8 @@ def check_goals(config: dict[str, Any], results: dict[str, Any]) -> list[dict[st
                 ratio_of(rows, g["variant"], g["baseline"]),
                 minimum=g.get("min"), maximum=g.get("max"), min_rounds=min_rounds,
             )
-        else:  # exact counts: every queued acquisition has one wait span
-            spans = rows[g["variant"]]["spans"]
-            waits = spans.get("aiohttp.connection.wait", 0)
-            pool = sum(n for k, n in spans.items() if k.startswith("aiohttp."))
-            if not waits:
-                v, detail = _goals.INCONCLUSIVE, "no acquisition queued"
-            else:
-                v = _goals.PASS if pool / waits <= g["max"] else _goals.FAIL
-                detail = f"{pool / waits:.2f} pool spans per queued acquisition vs <= {g['max']}"
+        else:  # exact counts, no noise
+            v, detail = _goals.spans_per_queued_verdict(rows[g["variant"]]["spans"], g["max"])
         verdicts.append({**g, "verdict": v, "detail": detail})
     return verdicts
 

@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from typing import Any, Optional
 
 from . import _goals
@@ -217,15 +218,11 @@ def check_goals(
                 samples, minimum=g.get("min"), maximum=g.get("max"), min_rounds=min_rounds
             )
         else:  # spans per queued acquisition: exact counts, no noise
-            rs = [r for r in runs if r["variant"] == g["variant"]]
-            waits = sum(r["spans"].get("aiohttp.connection.wait", 0) for r in rs)
-            spans = sum(n for r in rs for k, n in r["spans"].items() if k.startswith("aiohttp."))
-            if not waits:
-                v, detail = _goals.INCONCLUSIVE, "no acquisition queued"
-            else:
-                per = spans / waits
-                v = _goals.PASS if per <= g["max"] else _goals.FAIL
-                detail = f"{per:.2f} pool spans per queued acquisition vs <= {g['max']}"
+            total: Counter[str] = Counter()
+            for r in runs:
+                if r["variant"] == g["variant"]:
+                    total.update(r["spans"])
+            v, detail = _goals.spans_per_queued_verdict(dict(total), g["max"])
         verdicts.append({**g, "verdict": v, "detail": detail})
     return verdicts
 

@@ -27,7 +27,7 @@ async def main() -> None:
         connector=OpenTelemetryTCPConnector(limit_per_host=1, tracer_provider=provider),
         trace_configs=[
             create_trace_config(tracer_provider=provider),  # the request spans
-            create_pool_trace_config(tracer_provider=provider),  # DNS, request method
+            create_pool_trace_config(tracer_provider=provider),  # optional: DNS spans
         ],
     ) as session:
 

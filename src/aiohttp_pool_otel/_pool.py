@@ -35,7 +35,6 @@ HostId = tuple[str, Optional[int], str]
 
 Attributes = dict[str, Union[str, int, bool, float]]
 
-
 _monotonic = time.monotonic
 
 # Histograms are recorded in this context, not the current one: under a sampled
@@ -43,6 +42,7 @@ _monotonic = time.monotonic
 # (~4 µs each, on the queued and dialling paths). Non-empty on purpose: the SDK
 # treats an empty context as "use the current one".
 NO_EXEMPLAR = otel_context.Context({"aiohttp_pool_otel.no_exemplar": True})
+
 _warned: set[str] = set()
 
 # Frames from these directories are aiohttp's, asyncio's or ours: the request's
