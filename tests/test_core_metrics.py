@@ -104,6 +104,25 @@ async def test_histograms_use_second_buckets(telemetry: Telemetry, server: Serve
     assert point.count == 1 and 0 < point.sum < 5
 
 
+async def test_histograms_carry_no_exemplars_even_under_a_sampled_span(
+    telemetry: Telemetry, server: Server
+) -> None:
+    # The SDK's default filter would attach the sampled request span as an exemplar
+    # to every record (a cost on the queued path); the pool's spans carry that detail.
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    async with aiohttp.ClientSession(
+        connector=telemetry.connector(limit_per_host=1)
+    ) as session:
+        with tracer.start_as_current_span("request"):
+            await asyncio.gather(*(session.get(server.url("/small")) for _ in range(3)))
+        m = telemetry.metrics()
+    (_, wait), = m[sc.METRIC_WAIT_TIME]
+    (_, create), = m[sc.METRIC_CREATE_TIME]
+    assert wait.count >= 1 and create.count == 1
+    assert list(getattr(wait, "exemplars", [])) == []
+    assert list(getattr(create, "exemplars", [])) == []
+
+
 async def test_pending_requests_gauge_counts_waiters(telemetry: Telemetry, server: Server) -> None:
     async with aiohttp.ClientSession(
         connector=telemetry.connector(limit_per_host=1)
