@@ -92,43 +92,6 @@ async def test_connector_alone_names_each_requests_method_on_its_spans(
     assert wait.attributes[sc.HTTP_REQUEST_METHOD] == "GET"
 
 
-async def test_the_readme_trace_two_requests_under_contrib_spans_through_one_slot(
-    telemetry: Telemetry, server: Server
-) -> None:
-    """The timeline in the README's "What a trace looks like", span for span."""
-    from opentelemetry.instrumentation.aiohttp_client import create_trace_config
-
-    connector = telemetry.connector(limit_per_host=1, family=socket.AF_INET)
-    url = f"http://localhost:{server.port}/late"  # a name, so that DNS is resolved
-    async with aiohttp.ClientSession(
-        connector=connector,
-        trace_configs=[
-            create_trace_config(tracer_provider=telemetry.tracer_provider),
-            telemetry.trace_config(),
-        ],
-    ) as session:
-        await asyncio.gather(get_text(session, url), get_text(session, url))
-    spans = telemetry.spans()
-    children: dict[int, list[str]] = {}
-    for s in spans:
-        if s.parent is not None:
-            children.setdefault(s.parent.span_id, []).append(s.name)
-    first, second = sorted((s for s in spans if s.name == "GET"), key=lambda s: s.start_time or 0)
-    assert sorted(children[first.context.span_id]) == [sc.SPAN_CREATE, sc.SPAN_LEASE]
-    assert children[second.context.span_id] == [sc.SPAN_WAIT]
-    (create,) = by_name(spans)[sc.SPAN_CREATE]
-    assert children[create.context.span_id] == [sc.SPAN_DNS]
-    (lease,) = by_name(spans)[sc.SPAN_LEASE]
-    (wait,) = by_name(spans)[sc.SPAN_WAIT]
-    assert (lease.attributes[sc.RELEASE_REASON], lease.attributes[sc.RELEASE_PHASE]) == (
-        "eof",
-        "body",
-    )
-    # The request span ends at the headers; the lease runs on to the body's EOF.
-    assert (lease.end_time or 0) > (first.end_time or 0)
-    assert wait.attributes[sc.POOL_BLOCKING_LIMIT] == "limit_per_host"
-
-
 async def test_trace_all_leases_adds_a_lease_span_with_idle_time_for_reuse(
     telemetry: Telemetry, server: Server
 ) -> None:
