@@ -280,8 +280,7 @@ class InstrumentedConnectorMixin(BaseConnector):
         acq = _ACQUISITION.get()
         if acq is not None:
             _ACQUISITION.set(None)
-            if acq.waiting:  # aiohttp 3.9: the wait ends when a pooled one is handed out
-                pool.wait_finished(acq)
+            pool.wait_finished(acq)  # aiohttp 3.9: the wait ends when a pooled one is handed out
         proto = conn._protocol
         known = getattr(proto, _RECORD, None)
         record = pool.acquired(conn._key, proto, known, acq, method)

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 SCOPE = "aiohttp_pool_otel"
 
 
-
 class PoolMeters:
     """Every instrument of one MeterProvider, and the connectors that report to it."""
 
