@@ -7,6 +7,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp.abc import AbstractResolver
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, use_span
 
 from aiohttp_pool_otel import semconv as sc
 
@@ -219,3 +221,40 @@ async def test_hold_time_histogram_only_when_asked(
         assert value(m[sc.METRIC_USE_TIME]).count == 3
     else:
         assert sc.METRIC_USE_TIME not in m
+
+
+class _FailingResolver(AbstractResolver):
+    """A resolver that cannot resolve anything, as a broken DNS does."""
+
+    async def resolve(self, host: str, port: int = 0, family: Any = 0) -> Any:
+        raise OSError(f"cannot resolve {host}")
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_failed_dns_lookup_is_measured_and_its_span_ends_in_error(
+    telemetry: Telemetry,
+) -> None:
+    # aiohttp sends no dns_resolvehost_end when resolution raises: the trace config
+    # finishes the lookup from on_request_exception, whether a span was built or not.
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    unsampled = NonRecordingSpan(
+        SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(TraceFlags.DEFAULT))
+    )
+    connector = telemetry.connector(resolver=_FailingResolver(), use_dns_cache=False)
+    url = "http://unresolvable.test:9/"
+    async with aiohttp.ClientSession(
+        connector=connector, trace_configs=[telemetry.trace_config()]
+    ) as session:
+        with use_span(unsampled), pytest.raises(aiohttp.ClientConnectorError):
+            await session.get(url)  # no span is built under an unsampled parent
+        with tracer.start_as_current_span("request"), pytest.raises(aiohttp.ClientConnectorError):
+            await session.get(url)
+    # error.type names what aiohttp raised (ClientConnectorDNSError from 3.11 on).
+    (attrs, point), = telemetry.metrics()[sc.METRIC_DNS_DURATION]
+    assert set(attrs) == {sc.ERROR_TYPE} and attrs[sc.ERROR_TYPE].startswith("ClientConnector")
+    assert point.count == 2  # the lookup without a span is measured too
+    (dns,) = telemetry.spans(sc.SPAN_DNS)
+    assert dns.status.status_code.name == "ERROR"
+    assert dns.attributes[sc.ERROR_TYPE] == attrs[sc.ERROR_TYPE]
