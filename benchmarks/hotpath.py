@@ -46,9 +46,17 @@ KEY = ConnectionKey("127.0.0.1", 8080, False, True, None, None, None)
 DEFAULT_GOALS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "goals.toml")
 
 
-class FakeProtocol:
-    """Enough of aiohttp's ResponseHandler for the pool: a healthy keep-alive connection."""
+class _FinishedBody:
+    def is_eof(self) -> bool:
+        return True
 
+
+class FakeProtocol:
+    """Enough of aiohttp's ResponseHandler for the pool: a healthy keep-alive connection
+    whose last response body is complete, so each release is the EOF auto-release that
+    every small response takes."""
+
+    _payload = _FinishedBody()
     should_close = False
     transport = None
     closed = None  # aiohttp >= 3.12 awaits this future on close when set

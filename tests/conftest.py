@@ -137,7 +137,7 @@ async def _close(request: web.Request) -> web.Response:
 
 
 async def _redirect(request: web.Request) -> web.Response:
-    raise web.HTTPFound("/small")
+    raise web.HTTPFound(request.query.get("to", "/small"))
 
 
 async def _error(request: web.Request) -> web.Response:

@@ -3,10 +3,13 @@ version matrix (.ci/aiohttp_matrix.sh) shows exactly which internal moved."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 import pytest
 from aiohttp import BaseConnector, ClientResponse
 
+from aiohttp_pool_otel import ReleaseReason
 from aiohttp_pool_otel import _aiohttp_adapter as adapter
 
 from .conftest import Server, Telemetry
@@ -42,10 +45,29 @@ async def test_connector_state(name: str) -> None:
         await connector.close()
 
 
-def test_response_flags() -> None:
-    assert ClientResponse.status is None  # None until start() has parsed the status line
-    assert hasattr(ClientResponse, "_closed")
-    assert hasattr(ClientResponse, "_released")
+def test_release_callers_are_the_methods_aiohttp_calls_from() -> None:
+    # classify() names a release by the aiohttp method on the stack: each must exist
+    # as a plain Python function of this aiohttp, or the map would hold stale code.
+    from aiohttp.connector import Connection
+
+    for cls, name in [(ClientResponse, "_response_eof"), (ClientResponse, "release"),
+                      (ClientResponse, "close"), (ClientResponse, "__del__"),
+                      (Connection, "__del__")]:  # fmt: skip
+        code = getattr(cls, name).__code__
+        assert code in adapter._REASON_OF_CALLER, (cls, name)
+
+
+async def test_protocol_payload_is_at_eof_when_the_body_completed(server: Server) -> None:
+    # The cheap EOF test of classify(): the protocol keeps the finished body's reader.
+    async with aiohttp.ClientSession() as session:
+        async with session.get(server.url("/small")) as resp:
+            await resp.read()
+        (protocol, _), = next(iter(session.connector._conns.values()))  # type: ignore[union-attr]
+        assert protocol._payload is not None and protocol._payload.is_eof()
+        async with session.get(server.url("/endless")) as resp:
+            await resp.content.readany()
+            assert resp.connection is not None
+            assert not resp.connection.protocol._payload.is_eof()  # type: ignore[union-attr]
 
 
 async def test_connection_and_key_shape(telemetry: Telemetry, server: Server) -> None:
@@ -61,11 +83,23 @@ async def test_connection_and_key_shape(telemetry: Telemetry, server: Server) ->
         resp.close()
 
 
-def test_tracked_response_subclasses_any_response_class() -> None:
-    class Custom(ClientResponse):
-        pass
+async def test_a_custom_response_class_is_classified(
+    telemetry: Telemetry, server: Server
+) -> None:
+    calls = []
 
-    tracked = adapter.tracked_response_class(Custom)
-    assert issubclass(tracked, Custom)
-    assert adapter.tracked_response_class(Custom) is tracked  # cached
-    assert adapter.tracked_response_class(tracked) is tracked
+    class Custom(ClientResponse):
+        def release(self) -> Any:
+            calls.append("release")
+            return super().release()
+
+    connector = telemetry.connector()
+    async with aiohttp.ClientSession(connector=connector, response_class=Custom) as session:
+        resp = await session.get(server.url("/endless"))
+        assert isinstance(resp, Custom)
+        resp.release()
+        resp = await session.get(server.url("/small"))
+        await resp.read()
+        stats = connector.statistics()
+    assert calls == ["release"]
+    assert stats.releases == {ReleaseReason.RELEASE: 1, ReleaseReason.EOF: 1}

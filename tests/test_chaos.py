@@ -258,7 +258,7 @@ async def test_chaos_books_always_balance(
             assert checks > 0
             gc.collect()
             pool = connector._pool_otel
-            sizes.append((len(pool.leases), len(pool._hosts), len(pool._by_key)))
+            sizes.append((len(connector._acquired), len(pool._hosts), len(pool._by_key)))
             stats = connector.statistics()
             # Everything closed: nothing active, idle, dialling or waiting.
             assert (stats.active, stats.idle, stats.connecting, stats.waiting) == (0, 0, 0, 0)

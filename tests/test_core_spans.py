@@ -330,3 +330,30 @@ async def test_unix_connector(telemetry: Telemetry, tmp_path: Any) -> None:
         assert list(stats.hosts) == [("unix.invalid", 80, "http")]
     finally:
         await runner.cleanup()
+
+
+async def test_a_redirect_after_a_queued_acquisition_is_not_queued(
+    telemetry: Telemetry, server: Server
+) -> None:
+    """A wait that ended with a pooled connection is over: the redirect's own dial (a
+    new host key, in the same task) is a new acquisition, not the queued one."""
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    target = server.url("/small", host="localhost")
+    async with aiohttp.ClientSession(connector=telemetry.connector(limit_per_host=1)) as session:
+        with tracer.start_as_current_span("request"):
+            holder = await session.get(server.url("/late"))  # holds the slot ~200 ms
+
+            async def redirected() -> str:
+                return await get_text(session, server.url(f"/redirect?to={target}"))
+
+            follower = asyncio.ensure_future(redirected())
+            await asyncio.sleep(0.05)  # it queues behind the holder
+            await holder.read()  # EOF pools the connection: the follower takes it
+            assert await follower == "hello"
+    spans = by_name(telemetry.spans())
+    assert len(spans[sc.SPAN_WAIT]) == 1  # one queued acquisition, one wait span
+    creates = spans[sc.SPAN_CREATE]
+    assert sorted(s.attributes[sc.SERVER_ADDRESS] for s in creates) == ["127.0.0.1", "localhost"]
+    leases = {s.attributes[sc.SERVER_ADDRESS]: s for s in spans[sc.SPAN_LEASE]}
+    assert leases["localhost"].attributes[sc.CONNECTION_QUEUED] is False
+    assert leases["127.0.0.1"].attributes[sc.CONNECTION_QUEUED] is False  # the holder's dial

@@ -23,7 +23,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from aiohttp_pool_otel import OpenTelemetryTCPConnector
+from aiohttp_pool_otel import OpenTelemetryTCPConnector, ReleaseReason
+from aiohttp_pool_otel import _aiohttp_adapter as adapter
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -176,6 +177,53 @@ async def test_reuse_and_release_call_no_sdk_instrument(
     # ... and the counters moved anyway: they are plain ints read at collection.
     released = sum(after.releases.values()) - sum(before.releases.values())
     assert released == hot
+
+
+@pytest.mark.skipif(not adapter.HAS_WAIT_METHOD, reason="aiohttp < 3.10.11 queues in connect()")
+async def test_default_connector_adds_no_coroutine_to_connect(providers: Providers) -> None:
+    """By default connect() is aiohttp's own: the plugin adds no coroutine per request.
+    Options that need every acquisition seen hook it; a subclass's connect() stays."""
+    default = OpenTelemetryTCPConnector(tracer_provider=providers.tp, meter_provider=providers.mp)
+    per_lease = OpenTelemetryTCPConnector(meter_provider=providers.mp, record_hold_time=True)
+
+    class Own(OpenTelemetryTCPConnector):
+        async def connect(self, *args: Any, **kwargs: Any) -> Any:
+            return await super().connect(*args, **kwargs)
+
+    own = Own(meter_provider=providers.mp)
+    try:
+        assert default.connect.__func__ is aiohttp.BaseConnector.connect  # type: ignore[attr-defined]
+        assert "connect" not in vars(per_lease) and "connect" not in vars(own)
+        assert own.connect.__func__ is Own.connect  # type: ignore[attr-defined]
+    finally:
+        for c in (default, per_lease, own):
+            await c.close()
+    assert "connect" not in vars(default)  # closing dropped the bound method (a cycle)
+
+
+async def test_eof_releases_are_classified_without_the_stack(
+    providers: Providers, base_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Releases by EOF (every request of the mix) take the two-read test, never the
+    stack walk that names the rarer releases."""
+    walks: list[bool] = []
+    original = adapter.classify_by_caller
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        walks.append(True)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(adapter, "classify_by_caller", counting)
+    connector = OpenTelemetryTCPConnector(meter_provider=providers.mp)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await _request_mix(session, base_url, rounds=2)
+        resp = await session.get(f"{base_url}/body")  # released before EOF: walks
+        resp.release()
+        stats = connector.statistics()
+    expected_walks = 0 if adapter.EXPLICIT_SHOULD_CLOSE else sum(stats.releases.values())
+    assert len(walks) == max(expected_walks, 1)
+    assert stats.releases[ReleaseReason.EOF] == 2 * 4 + 2 * 4
+    assert stats.releases[ReleaseReason.RELEASE] == 1
 
 
 async def test_trap_catches_an_instrument_call(trap: Trap, providers: Providers) -> None:

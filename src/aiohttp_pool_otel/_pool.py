@@ -14,7 +14,6 @@ import logging
 import os
 import sys
 import time
-import weakref
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from opentelemetry import context as otel_context
@@ -82,7 +81,6 @@ class HostRecord:
     """Counters of one pool key (host, port, scheme), mutated on the loop thread only."""
 
     __slots__ = (
-        "active",
         "attributes",
         "closed",
         "connecting",
@@ -97,9 +95,9 @@ class HostRecord:
     def __init__(self, identity: HostId, attributes: Attributes) -> None:
         self.identity = identity
         self.attributes = attributes
-        self.active = 0
         self.connecting = 0
         self.created = 0
+        # Reuses whose lease ended; the ones in progress are counted at collection.
         self.reused = 0
         self.closed = 0
         self.timeouts = 0
@@ -112,7 +110,9 @@ class TrackedConnection:
     """One connection (an aiohttp protocol) across its life, and its current lease.
 
     A connection is held by at most one request at a time, so the lease fields are
-    simply reset at each acquisition: no allocation on the reuse path.
+    simply reset at each acquisition: no allocation on the reuse path. ``acquired_at``,
+    ``released_at`` and ``reused`` are kept up to date for the first lease and, when an
+    option needs per-lease work, for every lease.
     """
 
     __slots__ = (
@@ -122,7 +122,6 @@ class TrackedConnection:
         "host",
         "origin",
         "released_at",
-        "response",
         "reused",
         "span",
         "uses",
@@ -138,9 +137,6 @@ class TrackedConnection:
         self.span: Optional[Span] = None
         self.held_too_long = False
         self.origin: Optional[tuple[str, int, str]] = None
-        # Weak: a strong reference would keep an abandoned response alive, so it
-        # would never be garbage-collected and its release never classified.
-        self.response: Optional[weakref.ReferenceType[Any]] = None
 
 
 # The lease of a connection is its record while a request holds it.
@@ -200,7 +196,9 @@ class PoolInstrumentation:
         record_hold_time: bool,
         watchdog_threshold: Optional[float] = None,
         capture_request_location: bool = False,
-        read_state: Callable[[], tuple[int, dict[Any, int], dict[Any, int], int, int]],
+        read_state: Callable[
+            [], tuple[list[TrackedConnection], dict[Any, int], dict[Any, int], int, int]
+        ],
         identify: Callable[[Any], HostId],
     ) -> None:
         self.tracer = tracer
@@ -214,13 +212,16 @@ class PoolInstrumentation:
         self.watchdog_threshold = watchdog_threshold
         self.capture_request_location = capture_request_location
         self._watchdog: Optional[asyncio.TimerHandle] = None
-        # One test on the hot path for every per-lease option.
-        self._per_lease_work = (
-            trace_all_leases or capture_request_location or watchdog_threshold is not None
+        # Options that need every acquisition seen (the connector then hooks
+        # connect()) and every release timed: one test on the release path.
+        self.hooks_acquisition = self._per_lease_work = (
+            trace_all_leases
+            or capture_request_location
+            or watchdog_threshold is not None
+            or record_hold_time
         )
         self._read_state = read_state
         self._identify = identify
-        self.leases: dict[Any, Lease] = {}
         self._hosts: dict[HostId, HostRecord] = {}
         self._by_key: dict[Any, HostRecord] = {}
         self._other: Optional[HostRecord] = None
@@ -266,15 +267,21 @@ class PoolInstrumentation:
         return self._other
 
     def _forget_empty_hosts(self) -> None:
-        _, idle, waiting, _, _ = self._read_state()
+        held, idle, waiting, _, _ = self._read_state()
         busy = {self._identify(k) for k, n in idle.items() if n}
         busy.update(self._identify(k) for k, n in waiting.items() if n)
+        busy.update(lease.host.identity for lease in held)
         for identity, record in list(self._hosts.items()):
-            if not (record.active or record.connecting or identity in busy):
+            if not (record.connecting or identity in busy):
                 del self._hosts[identity]
         self._by_key.clear()
 
     # --- slow path: queueing and dialling ----------------------------------
+
+    @staticmethod
+    def now() -> float:
+        """The clock of every duration here."""
+        return _monotonic()
 
     def _start_span(self, name: str, acq: Acquisition, attributes: Attributes) -> Optional[Span]:
         if acq.parent is None:
@@ -323,6 +330,12 @@ class PoolInstrumentation:
         except Exception:
             report_internal_error("wait_started")
 
+    @staticmethod
+    def wait_restarted(acq: Acquisition) -> None:
+        """The acquisition lost its free slot to another and queues again: its wait
+        goes on (measured from the first start; its span has ended)."""
+        acq.waiting = True
+
     def wait_finished(self, acq: Acquisition) -> None:
         """A slot became free for a queued acquisition."""
         try:
@@ -332,8 +345,9 @@ class PoolInstrumentation:
             self.meters.wait_time.record(
                 _monotonic() - acq.wait_started, acq.host.attributes, NO_EXEMPLAR
             )
-            if acq.wait_span is not None:
-                acq.wait_span.end()
+            span, acq.wait_span = acq.wait_span, None
+            if span is not None:
+                span.end()
         except Exception:
             report_internal_error("wait_finished")
 
@@ -364,24 +378,36 @@ class PoolInstrumentation:
     def create_finished(
         self, acq: Acquisition, peer: Optional[tuple[str, int]]
     ) -> Optional[TrackedConnection]:
-        """A new connection is open: returns its record, for the adapter to keep."""
+        """A new connection is open and about to be handed to its first request:
+        returns its record, for the adapter to keep with the protocol."""
+        now = _monotonic()
+        host = acq.host
+        record = TrackedConnection(host, now)
+        host.created += 1
         try:
-            now = _monotonic()
-            record = TrackedConnection(acq.host, now)
-            self.meters.create_time.record(
-                now - acq.create_started, acq.host.attributes, NO_EXEMPLAR
-            )
+            self.meters.create_time.record(now - acq.create_started, host.attributes, NO_EXEMPLAR)
+        except Exception:
+            report_internal_error("create_finished")
+        try:
             span = acq.create_span
             if span is not None:
+                acq.create_span = None
                 if peer is not None and span.is_recording():
                     span.set_attribute(sc.NETWORK_PEER_ADDRESS, str(peer[0]))
                     span.set_attribute(sc.NETWORK_PEER_PORT, int(peer[1]))
                 span.end()
-                acq.create_span = None
-            return record
+            # The first lease begins here; by default it is the only one traced.
+            if acq.parent is not None:
+                self._start_lease_span(record, acq, now)
         except Exception:
             report_internal_error("create_finished")
-            return None
+        return record
+
+    def adopted(self, key: Any) -> TrackedConnection:
+        """A record for a connection dialled elsewhere, seen for the first time."""
+        host = self.host_for(key)
+        host.created += 1
+        return TrackedConnection(host, _monotonic())
 
     def acquire_failed(self, acq: Acquisition, exc: BaseException, timed_out: bool) -> None:
         """``connect()`` raised: end open spans with the error; nothing was acquired."""
@@ -402,7 +428,7 @@ class PoolInstrumentation:
         """Put a bounded picture of the pool on ``span``: why did the wait time out?"""
         now = _monotonic()
         oldest: dict[HostId, float] = {}
-        for lease in list(self.leases.values()):
+        for lease in self._read_state()[0]:
             identity = lease.host.identity
             oldest[identity] = max(oldest.get(identity, 0.0), now - lease.acquired_at)
         hosts = self.snapshot().hosts
@@ -441,33 +467,25 @@ class PoolInstrumentation:
     def acquired(
         self,
         key: Any,
-        protocol: Any,
-        lease: Optional[TrackedConnection],
+        lease: TrackedConnection,
         acq: Optional[Acquisition],
         method: Optional[str],
-    ) -> Optional[TrackedConnection]:
-        """``connect()`` of a ``method`` request returned ``protocol``, whose record is
-        ``lease`` (``None`` if unknown); returns the record to keep with the protocol."""
+    ) -> None:
+        """``connect()`` of a ``method`` request handed out the connection of ``lease``.
+
+        Only called when an option needs per-lease work (or on aiohttp < 3.10.11):
+        counting needs no acquisition hook.
+        """
         try:
             now = _monotonic()
-            if lease is None:  # dialled outside our _create_connection (not expected)
-                lease = TrackedConnection(self.host_for(key), now)
-            host = lease.host
-            host.active += 1
-            lease.reused = reused = lease.uses > 0
-            if reused:
-                host.reused += 1
-            else:
-                host.created += 1
-            lease.acquired_at = now
-            self.leases[protocol] = lease
-            # span, response and held_too_long were reset when the last lease ended.
-            if acq is not None or self._per_lease_work:
+            if lease.uses:  # a dialled connection's first lease began in create_finished
+                lease.acquired_at = now
+                lease.reused = True
+            # span and held_too_long were reset when the last lease ended.
+            if self._per_lease_work:
                 self._lease_extras(key, lease, acq, now, method)
-            return lease
         except Exception:
             report_internal_error("acquired")
-            return None
 
     def _lease_extras(
         self,
@@ -477,14 +495,12 @@ class PoolInstrumentation:
         now: float,
         method: Optional[str],
     ) -> None:
-        """What only some acquisitions need: origin, watchdog, lease span."""
+        """What only some options need: origin, watchdog, a span for every lease."""
         if self.capture_request_location:
             lease.origin = request_origin()
         if self.watchdog_threshold is not None and self._watchdog is None:
             self._arm_watchdog()
-        # By default only a dialled connection's first lease is traced: a queued
-        # acquisition already has its wait span (one span per queued acquisition).
-        if (acq is not None and acq.dialled) or self.trace_all_leases:
+        if self.trace_all_leases and lease.span is None:
             if acq is None:
                 acq = self.new_acquisition(key, method)
             if acq is not None and acq.parent is not None:
@@ -509,31 +525,41 @@ class PoolInstrumentation:
     ) -> None:
         """aiohttp gave the connection of ``lease`` back (pooled or closed)."""
         try:
-            now = _monotonic()
             host = lease.host
-            host.active -= 1
             pair = (reason, outcome)
             host.releases[pair] = host.releases.get(pair, 0) + 1
+            if lease.uses:
+                host.reused += 1
             lease.uses += 1
-            lease.released_at = now
-            held = now - lease.acquired_at
-            if self.record_hold_time:
-                self.meters.use_time.record(held, host.attributes, NO_EXEMPLAR)
             if outcome is CLOSED:
                 host.closed += 1
                 self.meters.connection_duration.record(
-                    now - lease.created_at, host.attributes, NO_EXEMPLAR
+                    _monotonic() - lease.created_at, host.attributes, NO_EXEMPLAR
                 )
-            if lease.origin is not None and reason is GC_REASON:
-                self._report_gc(lease, held)
-            span = lease.span
-            if span is not None or lease.response is not None:
-                lease.span = lease.response = None
-            lease.held_too_long = False
-            if span is not None:
-                self._end_lease_span(span, reason, phase, outcome, held)
+            if self._per_lease_work or lease.span is not None:
+                self._lease_ended(lease, reason, phase, outcome)
         except Exception:
             report_internal_error("released")
+
+    def _lease_ended(
+        self,
+        lease: Lease,
+        reason: ReleaseReason,
+        phase: Optional[ReleasePhase],
+        outcome: ReleaseOutcome,
+    ) -> None:
+        """The timed part of a release: hold time, GC report, the lease span."""
+        now = _monotonic()
+        held = now - lease.acquired_at
+        lease.released_at = now
+        if self.record_hold_time:
+            self.meters.use_time.record(held, lease.host.attributes, NO_EXEMPLAR)
+        if lease.origin is not None and reason is GC_REASON:
+            self._report_gc(lease, held)
+        span, lease.span = lease.span, None
+        lease.held_too_long = False
+        if span is not None:
+            self._end_lease_span(span, reason, phase, outcome, held)
 
     @staticmethod
     def _report_gc(lease: Lease, held: float) -> None:
@@ -567,10 +593,11 @@ class PoolInstrumentation:
         self._watchdog = None
         try:
             threshold = self.watchdog_threshold
-            if threshold is None or not self.leases:
+            leases = self._read_state()[0]
+            if threshold is None or not leases:
                 return
             now = _monotonic()
-            for lease in list(self.leases.values()):
+            for lease in leases:
                 held = now - lease.acquired_at
                 if not lease.held_too_long and held >= threshold:
                     lease.held_too_long = True
@@ -588,14 +615,14 @@ class PoolInstrumentation:
             self._watchdog.cancel()
             self._watchdog = None
 
-    def held_too_long(self) -> dict[HostId, int]:
-        """Leases held at least the watchdog threshold right now, per host (any thread)."""
+    def held_too_long(self, leases: list[Lease]) -> dict[HostId, int]:
+        """How many of ``leases`` are held at least the watchdog threshold, per host."""
         threshold = self.watchdog_threshold
         out: dict[HostId, int] = {}
         if threshold is None:
             return out
         deadline = _monotonic() - threshold
-        for lease in list(self.leases.copy().values()):
+        for lease in leases:
             if lease.acquired_at <= deadline:
                 out[lease.host.identity] = out.get(lease.host.identity, 0) + 1
         return out
@@ -638,13 +665,13 @@ class PoolInstrumentation:
 
     def connector_closed(
         self,
-        leases: dict[Any, Lease],
+        leases: list[Lease],
         idle: list[tuple[Any, Optional[TrackedConnection]]],
     ) -> None:
         """The connector closed: every held lease ends, every idle connection closes."""
         try:
             self.stop_watchdog()
-            for lease in leases.values():
+            for lease in leases:
                 self.released(
                     lease, ReleaseReason.CONNECTOR_CLOSED, None, ReleaseOutcome.CLOSED
                 )
@@ -670,7 +697,7 @@ class PoolInstrumentation:
 
     def snapshot(self) -> PoolSnapshot:
         """Read the pool's state; safe to call from the metric reader's thread."""
-        acquired, idle_by_key, waiting_by_key, limit, limit_per_host = self._read_state()
+        held, idle_by_key, waiting_by_key, limit, limit_per_host = self._read_state()
         idle: dict[HostId, int] = {}
         waiting: dict[HostId, int] = {}
         for key, n in idle_by_key.items():
@@ -679,12 +706,21 @@ class PoolInstrumentation:
         for key, n in waiting_by_key.items():
             identity = self._identify(key)
             waiting[identity] = waiting.get(identity, 0) + n
-        held_too_long = self.held_too_long()
+        held_too_long = self.held_too_long(held)
+        # Who holds a connection is aiohttp's to know: counted here, not per request.
+        active: dict[HostRecord, int] = {}
+        reusing: dict[HostRecord, int] = {}
+        for lease in held:
+            host = lease.host
+            active[host] = active.get(host, 0) + 1
+            if lease.uses:
+                reusing[host] = reusing.get(host, 0) + 1
         records = list(self._hosts.values())
         if self._other is not None:
             records.append(self._other)
         hosts = []
-        total_free = limit - acquired if limit else None
+        # aiohttp's own count: it includes dials in progress.
+        total_free = limit - len(held) - sum(r.connecting for r in records) if limit else None
         for record in records:
             identity = record.identity
             if record is self._other:
@@ -693,10 +729,10 @@ class PoolInstrumentation:
             else:
                 n_idle = idle.get(identity, 0)
                 n_waiting = waiting.get(identity, 0)
-            held = record.active + record.connecting
+            n_active = active.get(record, 0)
             available: Optional[int] = None
             if limit_per_host:
-                available = limit_per_host - held
+                available = limit_per_host - n_active - record.connecting
             if total_free is not None:
                 available = total_free if available is None else min(available, total_free)
             if available is not None:
@@ -704,11 +740,12 @@ class PoolInstrumentation:
             hosts.append(
                 HostSnapshot(
                     record,
-                    record.active,
+                    n_active,
                     n_idle,
                     n_waiting,
                     available,
                     held_too_long.get(identity, 0),
+                    record.reused + reusing.get(record, 0),
                 )
             )
         snap = PoolSnapshot(
@@ -744,7 +781,7 @@ class PoolInstrumentation:
                 limit=snap.limit,
                 limit_per_host=snap.limit_per_host,
                 created=r.created,
-                reused=r.reused,
+                reused=h.reused,
                 closed=r.closed,
                 timeouts=r.timeouts,
                 releases=releases,
@@ -769,7 +806,7 @@ class PoolInstrumentation:
 class HostSnapshot:
     """One pool key's state at one collection."""
 
-    __slots__ = ("active", "available", "held_too_long", "idle", "record", "waiting")
+    __slots__ = ("active", "available", "held_too_long", "idle", "record", "reused", "waiting")
 
     def __init__(
         self,
@@ -779,8 +816,10 @@ class HostSnapshot:
         waiting: int,
         available: Optional[int],
         held_too_long: int = 0,
+        reused: int = 0,
     ) -> None:
         self.record = record
+        self.reused = reused
         self.held_too_long = held_too_long
         self.active = active
         self.idle = idle

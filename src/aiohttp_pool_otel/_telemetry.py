@@ -166,8 +166,11 @@ class PoolMeters:
 
     def _counter_callback(self, field: str) -> Any:
         def observe(_: CallbackOptions) -> Iterable[Observation]:
+            # reused: the snapshot adds the reuses in progress to the ended ones
             return [
-                Observation(getattr(h.record, field), h.record.attributes)
+                Observation(
+                    getattr(h if field == "reused" else h.record, field), h.record.attributes
+                )
                 for snap in self._snapshots(fresh=False)
                 for h in snap.hosts
             ]

@@ -95,7 +95,7 @@ class _OpenTelemetryConnector(_Mixin):
         )
         super().__init__(**connector_kwargs)
         meters = meters_for(meter_provider)
-        self._pool_otel = PoolInstrumentation(
+        pool = PoolInstrumentation(
             tracer=trace.get_tracer(SCOPE, __version__, tracer_provider),
             meters=meters,
             pool_name=pool_name,
@@ -109,7 +109,8 @@ class _OpenTelemetryConnector(_Mixin):
             read_state=self._pool_otel_read_state,
             identify=identify,
         )
-        meters.register(self._pool_otel)
+        self._pool_otel_install(pool)
+        meters.register(pool)
 
     def statistics(self) -> PoolStatistics:
         """The pool right now: totals and one :class:`HostPoolStatistics` per key."""
