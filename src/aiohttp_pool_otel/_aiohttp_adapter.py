@@ -319,7 +319,8 @@ class InstrumentedConnectorMixin(BaseConnector):
         except BaseException as exc:
             acq = _pending_acquisition(req)
             if acq is not None:  # failed while queued (a failed dial ended it already)
-                pool.acquire_failed(acq, exc, isinstance(exc, asyncio.TimeoutError))
+                timed_out = _timed_out(exc, acq.wait_started, timeout.connect, pool.now())
+                pool.acquire_failed(acq, exc, timed_out)
             raise
         # No await from here on: the connection must reach the caller.
         acq = _pending_acquisition(req)
