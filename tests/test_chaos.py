@@ -258,7 +258,8 @@ async def test_chaos_books_always_balance(
             assert checks > 0
             gc.collect()
             pool = connector._pool_otel
-            sizes.append((len(connector._acquired), len(pool._hosts), len(pool._by_key)))
+            # The plugin keeps no per-lease table (records live on the protocols).
+            sizes.append((len(pool._hosts), len(pool._by_key)))
             stats = connector.statistics()
             # Everything closed: nothing active, idle, dialling or waiting.
             assert (stats.active, stats.idle, stats.connecting, stats.waiting) == (0, 0, 0, 0)
@@ -281,7 +282,7 @@ async def test_chaos_books_always_balance(
     assert not [r for r in caplog.records if "Calling end() on an ended span" in r.getMessage()]
     assert not [r for r in caplog.records if "telemetry failed" in r.getMessage()]
     # The plugin's bookkeeping does not grow with requests: same sizes every epoch.
-    assert all(s == (0, s[1], s[2]) and s[1] <= 2 and s[2] <= 4 for s in sizes), sizes
+    assert all(hosts <= 2 and keys <= 4 for hosts, keys in sizes), sizes
     tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     assert tasks == [] or all(t.done() for t in tasks)
     await asyncio.sleep(0.1)

@@ -420,7 +420,8 @@ class InstrumentedConnectorMixin(BaseConnector):
                 payload = getattr(protocol, "_payload", None)
                 if payload is not None and payload.is_eof():
                     reason = EOF_REASON
-                    phase = HEADERS_PHASE if _current_task(self._loop) is not None else BODY_PHASE
+                    if record.span is not None:  # the phase is only shown on a span
+                        phase = eof_phase(self._loop)
             if reason is not EOF_REASON:
                 reason, phase = classify_by_caller(should_close, self._loop)
         except Exception:

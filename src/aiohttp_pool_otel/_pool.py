@@ -21,7 +21,15 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from . import semconv as sc
-from .semconv import CLOSED, GC_REASON, ReleaseOutcome, ReleasePhase, ReleaseReason
+from .semconv import (
+    CLOSED,
+    EOF_REASON,
+    GC_REASON,
+    POOLED,
+    ReleaseOutcome,
+    ReleasePhase,
+    ReleaseReason,
+)
 from .statistics import HostPoolStatistics, PoolStatistics
 
 if TYPE_CHECKING:
@@ -85,6 +93,7 @@ class HostRecord:
         "closed",
         "connecting",
         "created",
+        "eof_pooled",
         "identity",
         "queued",
         "releases",
@@ -96,14 +105,26 @@ class HostRecord:
         self.identity = identity
         self.attributes = attributes
         self.connecting = 0
+        # First leases (created) and later ones (reused) that ended; the ones in
+        # progress are added at collection. A dial that never reached a request (the
+        # connector closed meanwhile) is no acquisition, and is not counted.
         self.created = 0
-        # Reuses whose lease ended; the ones in progress are counted at collection.
         self.reused = 0
         self.closed = 0
         self.timeouts = 0
+        # The release of almost every request (EOF, pooled) is a plain int; every
+        # other (reason, outcome) pair is counted in the dict. See release_counts().
+        self.eof_pooled = 0
         self.releases: dict[tuple[ReleaseReason, ReleaseOutcome], int] = {}
         # Acquisitions that found no free slot, by the limit that blocked them.
         self.queued: dict[str, int] = {}
+
+    def release_counts(self) -> dict[tuple[ReleaseReason, ReleaseOutcome], int]:
+        """Releases so far by (reason, outcome) (any thread: a copy)."""
+        counts = self.releases.copy()
+        if self.eof_pooled:
+            counts[(EOF_REASON, POOLED)] = counts.get((EOF_REASON, POOLED), 0) + self.eof_pooled
+        return counts
 
 
 class TrackedConnection:
@@ -383,7 +404,6 @@ class PoolInstrumentation:
         now = _monotonic()
         host = acq.host
         record = TrackedConnection(host, now)
-        host.created += 1
         try:
             self.meters.create_time.record(now - acq.create_started, host.attributes, NO_EXEMPLAR)
         except Exception:
@@ -405,9 +425,7 @@ class PoolInstrumentation:
 
     def adopted(self, key: Any) -> TrackedConnection:
         """A record for a connection dialled elsewhere, seen for the first time."""
-        host = self.host_for(key)
-        host.created += 1
-        return TrackedConnection(host, _monotonic())
+        return TrackedConnection(self.host_for(key), _monotonic())
 
     def acquire_failed(self, acq: Acquisition, exc: BaseException, timed_out: bool) -> None:
         """``connect()`` raised: end open spans with the error; nothing was acquired."""
@@ -526,10 +544,15 @@ class PoolInstrumentation:
         """aiohttp gave the connection of ``lease`` back (pooled or closed)."""
         try:
             host = lease.host
-            pair = (reason, outcome)
-            host.releases[pair] = host.releases.get(pair, 0) + 1
+            if reason is EOF_REASON and outcome is POOLED:
+                host.eof_pooled += 1
+            else:
+                pair = (reason, outcome)
+                host.releases[pair] = host.releases.get(pair, 0) + 1
             if lease.uses:
                 host.reused += 1
+            else:
+                host.created += 1
             lease.uses += 1
             if outcome is CLOSED:
                 host.closed += 1
@@ -709,12 +732,12 @@ class PoolInstrumentation:
         held_too_long = self.held_too_long(held)
         # Who holds a connection is aiohttp's to know: counted here, not per request.
         active: dict[HostRecord, int] = {}
-        reusing: dict[HostRecord, int] = {}
+        first: dict[HostRecord, int] = {}  # first leases in progress
         for lease in held:
             host = lease.host
             active[host] = active.get(host, 0) + 1
-            if lease.uses:
-                reusing[host] = reusing.get(host, 0) + 1
+            if not lease.uses:
+                first[host] = first.get(host, 0) + 1
         records = list(self._hosts.values())
         if self._other is not None:
             records.append(self._other)
@@ -745,7 +768,8 @@ class PoolInstrumentation:
                     n_waiting,
                     available,
                     held_too_long.get(identity, 0),
-                    record.reused + reusing.get(record, 0),
+                    record.created + first.get(record, 0),
+                    record.reused + n_active - first.get(record, 0),
                 )
             )
         snap = PoolSnapshot(
@@ -766,7 +790,7 @@ class PoolInstrumentation:
         for h in snap.hosts:
             r = h.record
             releases: dict[ReleaseReason, int] = {}
-            for (reason, _), n in list(r.releases.items()):
+            for (reason, _), n in r.release_counts().items():
                 releases[reason] = releases.get(reason, 0) + n
                 totals[reason] = totals.get(reason, 0) + n
             per_host[r.identity] = HostPoolStatistics(
@@ -780,7 +804,7 @@ class PoolInstrumentation:
                 available=h.available,
                 limit=snap.limit,
                 limit_per_host=snap.limit_per_host,
-                created=r.created,
+                created=h.created,
                 reused=h.reused,
                 closed=r.closed,
                 timeouts=r.timeouts,
@@ -806,7 +830,16 @@ class PoolInstrumentation:
 class HostSnapshot:
     """One pool key's state at one collection."""
 
-    __slots__ = ("active", "available", "held_too_long", "idle", "record", "reused", "waiting")
+    __slots__ = (
+        "active",
+        "available",
+        "created",
+        "held_too_long",
+        "idle",
+        "record",
+        "reused",
+        "waiting",
+    )
 
     def __init__(
         self,
@@ -816,9 +849,11 @@ class HostSnapshot:
         waiting: int,
         available: Optional[int],
         held_too_long: int = 0,
+        created: int = 0,
         reused: int = 0,
     ) -> None:
         self.record = record
+        self.created = created
         self.reused = reused
         self.held_too_long = held_too_long
         self.active = active

@@ -55,7 +55,7 @@ class PoolMeters:
         for create, name, callback, unit, description in observed:
             create(name, [callback], unit=unit, description=description)
         counters = (
-            (sc.METRIC_CREATED, "created", "Connections dialled."),
+            (sc.METRIC_CREATED, "created", "Connections dialled and handed to a request."),
             (sc.METRIC_REUSED, "reused", "Acquisitions served by an idle pooled connection."),
             (sc.METRIC_CLOSED, "closed", "Connections closed, by the plugin's own observation."),
             (sc.METRIC_TIMEOUTS, "timeouts", "Acquisitions that timed out waiting for a slot."),
@@ -166,10 +166,11 @@ class PoolMeters:
 
     def _counter_callback(self, field: str) -> Any:
         def observe(_: CallbackOptions) -> Iterable[Observation]:
-            # reused: the snapshot adds the reuses in progress to the ended ones
+            # created, reused: the snapshot adds the leases in progress to the ended ones
+            source_is_snapshot = field in ("created", "reused")
             return [
                 Observation(
-                    getattr(h if field == "reused" else h.record, field), h.record.attributes
+                    getattr(h if source_is_snapshot else h.record, field), h.record.attributes
                 )
                 for snap in self._snapshots(fresh=False)
                 for h in snap.hosts
@@ -198,7 +199,7 @@ class PoolMeters:
         out = []
         for snap in self._snapshots(fresh=False):
             for h in snap.hosts:
-                for (reason, outcome), n in list(h.record.releases.items()):
+                for (reason, outcome), n in h.record.release_counts().items():
                     attrs = {
                         **h.record.attributes,
                         sc.RELEASE_REASON: reason.value,
