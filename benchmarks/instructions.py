@@ -10,7 +10,8 @@ Repeated runs agree to about ±0.3 %. Instructions are not time (cache misses ar
 counted), but a change that halves them is a change that matters; confirm a goal with
 ``benchmarks.interleaved``.
 
-    python -m benchmarks.instructions [--variants bare,plugin-metrics] [--n1 500 --n2 5500]
+    python -m benchmarks.instructions [--scenario small|queuefair] [--variants bare,plugin-metrics]
+                                      [--n1 500 --n2 5500]
 
 Needs ``valgrind`` (``apt-get install valgrind``); not part of the test run.
 """
@@ -31,30 +32,32 @@ from .server import ServerProcess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WARMUP = 200
-CONCURRENCY = 50
 
 
-async def _client(variant: str, url: str, n: int) -> None:
+async def _client(scenario: str, variant: str, url: str, n: int) -> None:
     import aiohttp
 
     from .client import run_load
+    from .run import SCENARIOS
     from .variants import build
 
-    built = build(variant, limit=100, limit_per_host=0, metric_interval_ms=600_000)
+    sc = SCENARIOS[scenario]
+    c, pause = sc["c"], bool(sc.get("yield"))
+    built = build(variant, limit=sc["limit"], limit_per_host=sc["lph"], metric_interval_ms=600_000)
     async with aiohttp.ClientSession(
         connector=built.connector, trace_configs=built.trace_configs
     ) as session:
-        await run_load(session, url, WARMUP, CONCURRENCY, False, None)
+        await run_load(session, url, WARMUP, c, pause, None)
         if n:
-            await run_load(session, url, n, CONCURRENCY, False, None)
+            await run_load(session, url, n, c, pause, None)
         built.flush()
     built.shutdown()
 
 
-def _instructions(variant: str, url: str, n: int) -> int:
+def _instructions(scenario: str, variant: str, url: str, n: int) -> int:
     cmd = [
         "valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-        sys.executable, "-m", "benchmarks.instructions", "--client", variant, url, str(n),
+        sys.executable, "-m", "benchmarks.instructions", "--client", scenario, variant, url, str(n),
     ]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     match = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
@@ -63,23 +66,25 @@ def _instructions(variant: str, url: str, n: int) -> int:
     return int(match.group(1).replace(",", ""))
 
 
-def per_request(variant: str, url: str, n1: int, n2: int) -> float:
+def per_request(scenario: str, variant: str, url: str, n1: int, n2: int) -> float:
     """Client instructions per request of ``variant`` (difference of two runs)."""
-    return (_instructions(variant, url, n2) - _instructions(variant, url, n1)) / (n2 - n1)
+    high, low = _instructions(scenario, variant, url, n2), _instructions(scenario, variant, url, n1)
+    return (high - low) / (n2 - n1)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--scenario", default="small", choices=["small", "queuefair"])
     p.add_argument("--variants", default="bare,empty-tc,plugin-metrics,plugin-connector,"
                    "plugin-traced,contrib,contrib+plugin")
     p.add_argument("--n1", type=int, default=500)
     p.add_argument("--n2", type=int, default=5500)
     p.add_argument("--jobs", type=int, default=2, help="valgrind runs at once")
-    p.add_argument("--client", nargs=3, metavar=("VARIANT", "URL", "N"), help=argparse.SUPPRESS)
+    p.add_argument("--client", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.client:
-        variant, url, n = args.client
-        asyncio.run(_client(variant, url, int(n)))
+        scenario, variant, url, n = args.client
+        asyncio.run(_client(scenario, variant, url, int(n)))
         return 0
     if shutil.which("valgrind") is None:
         print("valgrind not found: apt-get install valgrind", file=sys.stderr)
@@ -89,10 +94,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         url = srv.url("/small")
         with ThreadPoolExecutor(args.jobs) as pool:
             counts = dict(zip(variants, pool.map(
-                lambda v: per_request(v, url, args.n1, args.n2), variants
+                lambda v: per_request(args.scenario, v, url, args.n1, args.n2), variants
             )))
     base = counts.get("bare")
-    print(f"small body, C={CONCURRENCY}, requests {args.n1} vs {args.n2} after {WARMUP} warm-up\n")
+    print(f"scenario {args.scenario}, requests {args.n1} vs {args.n2} after {WARMUP} warm-up\n")
     print("| variant | instructions per request | + vs bare | ratio |")
     print("|---|---|---|---|")
     for v, n in counts.items():
