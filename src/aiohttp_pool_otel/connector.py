@@ -147,6 +147,9 @@ class OpenTelemetryTCPConnector(_OpenTelemetryConnector, aiohttp.TCPConnector):
       on its lease span). Off by default.
     * ``capture_request_location``: remember which line of your code made each request,
       so a response garbage-collected unclosed is logged with it (a few µs per request).
+
+    The last four need every acquisition seen, so they hook ``connect()``; without
+    them the plugin's only work on a reused connection is at its release.
     """
 
 
