@@ -243,7 +243,7 @@ class InstrumentedConnectorMixin(BaseConnector):
         # subclass's own connect() is never bypassed.
         if (
             HAS_WAIT_METHOD
-            and not pool.hooks_acquisition
+            and not pool.per_lease_work
             and type(self).connect is InstrumentedConnectorMixin.connect
         ):
             self.connect = super().connect  # type: ignore[method-assign]

@@ -235,7 +235,7 @@ class PoolInstrumentation:
         self._watchdog: Optional[asyncio.TimerHandle] = None
         # Options that need every acquisition seen (the connector then hooks
         # connect()) and every release timed: one test on the release path.
-        self.hooks_acquisition = self._per_lease_work = (
+        self.per_lease_work = (
             trace_all_leases
             or capture_request_location
             or watchdog_threshold is not None
@@ -500,7 +500,7 @@ class PoolInstrumentation:
                 lease.acquired_at = now
                 lease.reused = True
             # span and held_too_long were reset when the last lease ended.
-            if self._per_lease_work:
+            if self.per_lease_work:
                 self._lease_extras(key, lease, acq, now, method)
         except Exception:
             report_internal_error("acquired")
@@ -559,7 +559,7 @@ class PoolInstrumentation:
                 self.meters.connection_duration.record(
                     _monotonic() - lease.created_at, host.attributes, NO_EXEMPLAR
                 )
-            if self._per_lease_work or lease.span is not None:
+            if self.per_lease_work or lease.span is not None:
                 self._lease_ended(lease, reason, phase, outcome)
         except Exception:
             report_internal_error("released")
