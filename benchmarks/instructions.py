@@ -47,11 +47,13 @@ async def _client(scenario: str, variant: str, url: str, n: int) -> None:
     async with aiohttp.ClientSession(
         connector=built.connector, trace_configs=built.trace_configs
     ) as session:
-        await run_load(session, url, WARMUP, c, pause, None)
+        errors = await run_load(session, url, WARMUP, c, pause, None)
         if n:
-            await run_load(session, url, n, c, pause, None)
+            errors += await run_load(session, url, n, c, pause, None)
         built.flush()
     built.shutdown()
+    if errors:  # a failed request costs a different path: the count would mean nothing
+        raise SystemExit(f"{variant}: {errors} requests failed")
 
 
 def _instructions(scenario: str, variant: str, url: str, n: int) -> int:

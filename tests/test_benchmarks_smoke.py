@@ -109,3 +109,19 @@ def test_interleaved_runs_every_goal_variant_without_errors(tmp_path: pathlib.Pa
     assert {v for k, v in verdicts.items() if k != "queued-spans"} == {"INCONCLUSIVE"}
     # ...while span counts are exact: one span per queued acquisition.
     assert verdicts["queued-spans"] == "PASS"
+
+
+@pytest.mark.parametrize("scenario", ["small", "queuefair"])
+def test_instructions_client_runs_every_goal_variant(scenario: str) -> None:
+    """The client that benchmarks.instructions runs under valgrind (valgrind itself is
+    not needed here): every variant completes its requests against the real server."""
+    from benchmarks.server import ServerProcess
+
+    with ServerProcess(max_seconds=120) as srv:
+        for variant in ("bare", "plugin-metrics", "plugin-connector", "contrib+plugin"):
+            res = subprocess.run(
+                [sys.executable, "-m", "benchmarks.instructions", "--client", scenario,
+                 variant, srv.url("/small"), "100"],
+                cwd=ROOT, capture_output=True, text=True, timeout=60,
+            )
+            assert res.returncode == 0, (variant, res.stderr[-2000:])
