@@ -175,11 +175,11 @@ def eof_phase(loop: asyncio.AbstractEventLoop) -> ReleasePhase:
 
 
 def classify_by_caller(
-    should_close: bool, loop: asyncio.AbstractEventLoop, depth: int = 2
+    should_close: bool, loop: asyncio.AbstractEventLoop
 ) -> tuple[ReleaseReason, Optional[ReleasePhase]]:
     """Every other release, told by the aiohttp method that asked for it, found on the
-    stack above the ``_release`` that is ``depth - 1`` frames up."""
-    frame = sys._getframe(depth)
+    stack above the ``_release`` that called this."""
+    frame = sys._getframe(2)
     for _ in range(_CALLER_DEPTH):
         if frame is None:
             break

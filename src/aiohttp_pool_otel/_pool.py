@@ -221,6 +221,7 @@ class PoolInstrumentation:
             [], tuple[list[TrackedConnection], dict[Any, int], dict[Any, int], int, int]
         ],
         identify: Callable[[Any], HostId],
+        read_held: Callable[[], list[TrackedConnection]] = list,
     ) -> None:
         self.tracer = tracer
         # An explicit no-op provider: no span is built, and no parent is looked up.
@@ -242,6 +243,7 @@ class PoolInstrumentation:
             or record_hold_time
         )
         self._read_state = read_state
+        self._read_held = read_held  # the held records alone, for the loop thread
         self._identify = identify
         self._hosts: dict[HostId, HostRecord] = {}
         self._by_key: dict[Any, HostRecord] = {}
@@ -446,7 +448,7 @@ class PoolInstrumentation:
         """Put a bounded picture of the pool on ``span``: why did the wait time out?"""
         now = _monotonic()
         oldest: dict[HostId, float] = {}
-        for lease in self._read_state()[0]:
+        for lease in self._read_held():
             identity = lease.host.identity
             oldest[identity] = max(oldest.get(identity, 0.0), now - lease.acquired_at)
         hosts = self.snapshot().hosts
@@ -616,7 +618,7 @@ class PoolInstrumentation:
         self._watchdog = None
         try:
             threshold = self.watchdog_threshold
-            leases = self._read_state()[0]
+            leases = self._read_held()
             if threshold is None or not leases:
                 return
             now = _monotonic()

@@ -107,6 +107,7 @@ class _OpenTelemetryConnector(_Mixin):
             ),
             capture_request_location=capture_request_location,
             read_state=self._pool_otel_read_state,
+            read_held=self._pool_otel_held,
             identify=identify,
         )
         self._pool_otel_install(pool)
