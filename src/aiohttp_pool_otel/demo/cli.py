@@ -6,10 +6,15 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import logging
+import os
 import sys
 from typing import Any, NoReturn, Optional
 
 from .. import __version__
+
+PROG = "aiohttp-pool-otel"
+DEMO_PROG = f"{PROG} demo"
 
 SCENARIO_HELP = {
     "puzzle": "limit=25, limit_per_host=5; 2 unread requests to a small-body host, 3 to a "
@@ -21,19 +26,26 @@ SCENARIO_HELP = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """Bad options: one line on stderr, exit code 2."""
+    """Bad options: one line on stderr, exit code 2, prefixed by the command at fault."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _fail(code: int, message: str) -> int:
+    """A run-time failure of the demo: one line on stderr, as option errors are."""
+    print(f"{DEMO_PROG}: error: {message}", file=sys.stderr)
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="aiohttp-pool-otel",
+        prog=PROG,
         description="OpenTelemetry for aiohttp's connection pool: run the demo.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    # The subcommand's errors name it: "aiohttp-pool-otel demo: error: ...".
     demo = commands.add_parser(
         "demo",
         help="replay a pool scenario against two local servers and explain it",
@@ -55,13 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
         const="",
         metavar="ENDPOINT",
         help="also export over OTLP to a collector (default endpoint: the OTEL_EXPORTER_OTLP_* "
-        "variables, else localhost:4317), e.g. the repository's docker compose stack",
+        "variables, else localhost:4317), e.g. the repository's docker compose stack; "
+        "prints how many spans and metric data points it delivered and exits 1 if none",
     )
     demo.add_argument(
         "--protocol",
         choices=["grpc", "http/protobuf"],
         default=None,
-        help="OTLP protocol with --otlp (default: OTEL_EXPORTER_OTLP_PROTOCOL, else grpc)",
+        help="OTLP protocol with --otlp (default: OTEL_EXPORTER_OTLP_PROTOCOL, else told by "
+        "the endpoint: port 4317 is grpc, port 4318 or a /v1/... path is http/protobuf)",
     )
     demo.add_argument(
         "--json", action="store_true", help="print the observations as JSON instead of text"
@@ -74,23 +88,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point of the ``aiohttp-pool-otel`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # Reported by the subcommand's parser, like its other option errors.
+        _Parser(prog=DEMO_PROG).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         from .run import run_demo
     except ImportError as exc:
-        print(
-            f"aiohttp-pool-otel: error: the demo needs the OpenTelemetry SDK ({exc}); "
+        return _fail(
+            2,
+            f"the demo needs the OpenTelemetry SDK ({exc}); "
             "pip install 'aiohttp-pool-otel[otlp]'",
-            file=sys.stderr,
         )
-        return 2
-    if args.otlp is not None and args.otlp and not args.otlp.startswith(("http://", "https://")):
-        print(
-            f"aiohttp-pool-otel: error: --otlp must be an http:// or https:// URL, "
-            f"got {args.otlp!r}",
-            file=sys.stderr,
-        )
-        return 2
+    if args.otlp is not None:
+        from ..otlp import resolve_protocol
+
+        try:
+            resolve_protocol(args.otlp or None, args.protocol)
+        except ValueError as exc:
+            return _fail(2, f"--otlp: {exc} (--protocol)")
+        _quiet_exporters()
 
     def progress(message: str) -> None:
         if not args.quiet:
@@ -104,9 +122,26 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(json.dumps(report["json"], indent=2, default=_jsonable))
         else:
             print(report["text"])
+        sys.stdout.flush()
     except BrokenPipeError:  # `| head`: the reader left, which is fine
         sys.stderr.close()
+    otlp = report["otlp"]
+    if otlp is not None and report["delivered"] == 0:
+        return _fail(
+            1,
+            f"nothing reached {otlp['endpoint']} over {otlp['protocol']} "
+            f"(0 of {otlp['spans']} spans, 0 metric data points): is a Collector listening "
+            "there, and does it speak that protocol? (gRPC on 4317, HTTP on 4318)",
+        )
     return 0
+
+
+def _quiet_exporters() -> None:
+    """The demo reports delivery itself, in one line: keep the SDK's and gRPC's
+    per-attempt retry messages off the terminal."""
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    for name in ("opentelemetry", "aiohttp_pool_otel.otlp"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 def _jsonable(value: Any) -> Any:

@@ -9,8 +9,9 @@ from typing import Any, Optional
 from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 
-from .. import semconv as sc
-from .scenarios import DemoResult, Release, Row
+from . import names as sc
+from .scenarios import OPTION_WHY, DemoResult, Release, Row
+from .servers import LATE_SECONDS, SLOW_BODY_SECONDS
 
 
 def _release_text(r: Release) -> str:
@@ -82,9 +83,14 @@ def _explain_puzzle(result: DemoResult) -> list[str]:
             )
             reused = [row.step for row in rows if row.connection == "reused"]
             if reused:
+                which = (
+                    f"request {reused[0]}"
+                    if len(reused) == 1
+                    else f"requests {', '.join(map(str, reused))}"
+                )
                 out.append(
-                    f"{host}: request(s) {', '.join(map(str, reused))} reused the connection "
-                    "an earlier request had already given back to the pool."
+                    f"{host}: {which} reused the connection an earlier request had already "
+                    "given back to the pool."
                 )
         else:
             held = rows[-1].pools[host].active
@@ -92,26 +98,39 @@ def _explain_puzzle(result: DemoResult) -> list[str]:
                 f"{host}: `available` went {seq}: the body is still streaming, so no EOF "
                 f"came and each unclosed response kept its connection ({held} open leases)."
             )
-    closing = [r for r in result.rows[-1].releases]
+    closing = list(result.rows[-1].releases)
     if closing:
         reasons = sorted({f"{r.reason} -> {r.outcome}" for r in closing})
         out.append(
-            f"Closing the responses released {len(closing)} connection(s) ({', '.join(reasons)}); "
+            f"Closing the responses released {_count(len(closing), 'connection')} "
+            f"({', '.join(reasons)}); "
             "the others had long been released at EOF, so closing them changed nothing. A "
             "connection whose body was not read to the end cannot go back to the pool."
         )
     return out
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _explain_exhaustion(result: DemoResult) -> list[str]:
     f = result.facts
+    gauge = f.get("pending_requests_at_peak")
+    gauge_text = (
+        f"the aiohttp.client.connection.pending_requests gauge read {gauge} at that peak"
+        if gauge is not None
+        else "the aiohttp.client.connection.pending_requests gauge was not read"
+    )
     return [
-        f"{f['requests']} concurrent requests shared limit_per_host={result.limit_per_host}: "
+        f"{f['requests']} concurrent requests to `small /late` (answers after "
+        f"{LATE_SECONDS:g} s) shared limit_per_host={result.limit_per_host}: "
         f"{f['wait_spans']} had to queue (one aiohttp.connection.wait span each, blocked by "
-        f"{', '.join(f['blocking_limits'])}); at most {f['peak_waiting']} waited at once.",
-        f"Queue time: median {f['wait_ms_median']} ms, max {f['wait_ms_max']} ms — the "
-        "aiohttp.client.connection.wait_time histogram and pending_requests gauge show the "
-        "same in production.",
+        f"{', '.join(f['blocking_limits'])}); at most {f['peak_waiting']} waited at once, "
+        f"and {gauge_text}.",
+        f"Queue time: median {f['wait_ms_median']} ms, max {f['wait_ms_max']} ms: in "
+        "production the aiohttp.client.connection.wait_time histogram shows it, and the "
+        "pending_requests gauge shows how many wait.",
     ]
 
 
@@ -121,19 +140,23 @@ def _explain_leak(result: DemoResult) -> list[str]:
     if "timed_out_request" in f:
         out.append(
             f"Request {f['timed_out_request']} found every slot held by a response nobody "
-            f"closed and failed after its connect timeout (error.type={f['error_type']}); its "
-            f"wait span carries the pool: active={f['pool_active']}, oldest lease "
-            f"{f['oldest_lease_s']} s."
+            f"closed and failed after its connect timeout (error.type="
+            f"{f['wait_error_type']}); its wait span carries the pool: "
+            f"active={f['wait_pool_active']}, oldest lease {f['wait_oldest_lease_s']} s."
         )
-    if f.get("held_too_long") is not None:
+    if f.get("held_too_long_after_timeout") is not None:
+        threshold = result.options.get("watchdog_threshold")
         out.append(
-            f"The held_too_long gauge read {f['held_too_long']} before the timeout: alert on "
-            "it (or on pending_requests) to catch a leak before requests fail."
+            f"The held_too_long gauge (watchdog_threshold={threshold}) read "
+            f"{f['held_too_long_after_timeout']} right after the timeout, and counted each "
+            f"leaked connection from {threshold} s after its request: alert on it (or on "
+            "pending_requests) to catch a leak before requests fail."
         )
     out.append(
-        f"Dropping the {f['dropped']} responses and collecting garbage left "
-        f"{f['active_after_gc']} connection(s) active: aiohttp itself keeps a response alive "
-        "while its body streams, so only close()/release() (or `async with`) frees the slot."
+        f"Dropping the {f['responses_dropped']} responses and collecting garbage left "
+        f"{_count(f['active_after_gc'], 'connection')} active: aiohttp itself keeps a "
+        "response alive while its body streams, so only close()/release() (or `async "
+        "with`) frees the slot."
     )
     last = result.rows[-1].releases
     if last:
@@ -142,6 +165,28 @@ def _explain_leak(result: DemoResult) -> list[str]:
             f"{last[0].reason}."
         )
     return out
+
+
+def header(result: DemoResult) -> str:
+    """What ran: the connector with every option the scenario sets, and the two hosts."""
+    settings = [f"limit={result.limit}", f"limit_per_host={result.limit_per_host}"]
+    settings += [f"{k}={v!r}" for k, v in result.options.items()]
+    lines = [
+        f"aiohttp-pool-otel demo: {result.scenario}",
+        f"connector: OpenTelemetryTCPConnector({', '.join(settings)}, pool_name='demo')",
+    ]
+    for name, value in result.options.items():
+        default, why = OPTION_WHY[name]
+        lines.append(f"  {name}={value!r} (default {default!r}): {why}")
+    if not result.options:
+        lines.append("  every other option at its default")
+    lines += [
+        f"hosts: small = {result.hosts['small']}  answers a 5-byte body at once "
+        f"(`small /late`: the same after {LATE_SECONDS:g} s)",
+        f"       slow  = {result.hosts['slow']}  streams its body, 16 bytes every 100 ms "
+        f"for up to {SLOW_BODY_SECONDS:g} s",
+    ]
+    return "\n".join(lines)
 
 
 def span_tree(spans: Sequence[ReadableSpan]) -> str:
@@ -170,7 +215,8 @@ def span_tree(spans: Sequence[ReadableSpan]) -> str:
 
 
 def metric_values(data: Optional[MetricsData], ports: dict[int, str]) -> str:
-    """Every metric point on one line, hosts named as in the table."""
+    """Every metric point on one line, hosts named as in the table: each point is
+    ``host/attribute values=value`` (``*`` when it has no host)."""
     lines = []
     for rm in data.resource_metrics if data else []:
         for sm in rm.scope_metrics:

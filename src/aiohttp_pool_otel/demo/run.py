@@ -13,17 +13,26 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from ..otlp import OtlpProviders
 from . import render
 from .scenarios import SCENARIOS, Progress, Telemetry
 from .servers import start_servers
 
 SERVICE_NAME = "aiohttp-pool-otel-demo"
+#: The version of the JSON report's layout (``--json``); see report.schema.json.
+SCHEMA_VERSION = 1
+# Bounds for the OTLP exporters: each export request, and the flush at the end.
+OTLP_TIMEOUT_S = 5.0
+OTLP_SHUTDOWN_TIMEOUT_S = 5.0
 
 
-def _telemetry(otlp: Optional[str], protocol: Optional[str]) -> tuple[Telemetry, Any]:
+def _telemetry(
+    otlp: Optional[str], protocol: Optional[str]
+) -> tuple[Telemetry, Optional[OtlpProviders]]:
     spans = InMemorySpanExporter()
+    # The demo reads metric values back in both modes: an in-memory reader beside OTLP.
+    reader = InMemoryMetricReader()
     if otlp is None:
-        reader = InMemoryMetricReader()
         resource = Resource.create({"service.name": SERVICE_NAME})
         tracer_provider = TracerProvider(resource=resource)
         tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
@@ -35,19 +44,40 @@ def _telemetry(otlp: Optional[str], protocol: Optional[str]) -> tuple[Telemetry,
         service_name=SERVICE_NAME,
         endpoint=otlp or None,
         protocol=protocol,
-        timeout=5,
+        timeout=OTLP_TIMEOUT_S,
+        shutdown_timeout=OTLP_SHUTDOWN_TIMEOUT_S,
         export_interval_millis=1000,
+        extra_metric_readers=(reader,),
         set_global=False,
     )
     providers.tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-    telemetry = Telemetry(providers.tracer_provider, providers.meter_provider, spans, None)
+    telemetry = Telemetry(providers.tracer_provider, providers.meter_provider, spans, reader)
     return telemetry, providers
+
+
+def _otlp_text(providers: OtlpProviders, spans_made: int, finished: bool) -> str:
+    d = providers.delivery
+    where = f"{providers.endpoint} ({providers.protocol})"
+    text = (
+        f"delivered to {where}: {d.spans_delivered} of {spans_made} spans and "
+        f"{d.metric_points_delivered} metric data points"
+    )
+    if d.spans_failed or d.metric_points_failed:
+        text += (
+            f"; not delivered: {d.spans_failed} spans, {d.metric_points_failed} metric "
+            "data points"
+        )
+    if not finished:
+        text += f"; the final flush gave up after {providers.shutdown_timeout:g} s"
+    return text
 
 
 async def run_demo(
     scenario: str, *, otlp: Optional[str], protocol: Optional[str], progress: Progress
 ) -> dict[str, Any]:
-    """Run ``scenario``; returns ``{"text": str, "json": dict}``."""
+    """Run ``scenario``; returns ``{"text": str, "json": dict, "delivered": int|None}``
+    (``delivered``: spans and metric points the OTLP endpoint accepted, None without
+    ``otlp``)."""
     telemetry, providers = _telemetry(otlp, protocol)
     servers = await start_servers()
     try:
@@ -61,29 +91,35 @@ async def run_demo(
     if metrics is None and telemetry.reader is not None:
         metrics = telemetry.reader.get_metrics_data()
     explanation = render.explain(result)
+    otlp_report: Optional[dict[str, Any]] = None
+    sections = [
+        render.header(result),
+        render.table(result),
+        "What happened:\n" + "\n".join(f"- {line}" for line in explanation),
+        "Spans:\n" + render.span_tree(spans),
+        f"Metrics ({telemetry.snapshot_label}; each point host/attribute values=value):\n"
+        + render.metric_values(metrics, ports),
+    ]
     if providers is not None:
-        await asyncio.to_thread(providers.shutdown)
-        where = otlp or "the OTEL_EXPORTER_OTLP_* endpoint"
-        metric_text = f"(metrics were exported over OTLP to {where}; see Prometheus/Grafana)"
+        progress(f"flushing to {providers.endpoint} (at most {providers.shutdown_timeout:g} s)")
+        finished = await asyncio.to_thread(providers.shutdown)
+        d = providers.delivery
+        sections.append("OTLP: " + _otlp_text(providers, len(spans), finished))
+        otlp_report = {
+            "endpoint": providers.endpoint,
+            "protocol": providers.protocol,
+            "spans": len(spans),
+            "spans_delivered": d.spans_delivered,
+            "spans_failed": d.spans_failed,
+            "metric_points_delivered": d.metric_points_delivered,
+            "metric_points_failed": d.metric_points_failed,
+            "flush_finished": finished,
+        }
     else:
         telemetry.tracer_provider.shutdown()
         telemetry.meter_provider.shutdown()
-        metric_text = render.metric_values(metrics, ports)
-    title = (
-        f"aiohttp-pool-otel demo: {scenario}  (TCPConnector limit={result.limit}, "
-        f"limit_per_host={result.limit_per_host}; small={result.hosts['small']}, "
-        f"slow={result.hosts['slow']})"
-    )
-    text = "\n\n".join(
-        [
-            title,
-            render.table(result),
-            "What happened:\n" + "\n".join(f"- {line}" for line in explanation),
-            "Spans:\n" + render.span_tree(spans),
-            f"Metrics ({telemetry.snapshot_label}):\n" + metric_text,
-        ]
-    )
-    report = dataclasses.asdict(result)
+    report: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+    report.update(dataclasses.asdict(result))
     report["explanation"] = explanation
     report["spans"] = [
         {
@@ -93,4 +129,10 @@ async def run_demo(
         }
         for s in spans
     ]
-    return {"text": text, "json": report}
+    report["otlp"] = otlp_report
+    return {
+        "text": "\n\n".join(sections),
+        "json": report,
+        "delivered": None if providers is None else providers.delivery.delivered,
+        "otlp": otlp_report,
+    }

@@ -14,9 +14,30 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from .. import semconv as sc
-from ..connector import OpenTelemetryTCPConnector
+from .. import OpenTelemetryTCPConnector
+from . import names as sc
 from .servers import DemoServers
+
+# The connector options each scenario sets beyond the limits, and why: the output and
+# the README say so, since a user's default connector does not have them.
+SCENARIO_OPTIONS: dict[str, dict[str, Any]] = {
+    "puzzle": {"trace_all_leases": True},
+    "exhaustion": {"trace_all_leases": True},
+    "leak": {"watchdog_threshold": 0.3},
+}
+# Each such option's default and what the scenario gains from it.
+OPTION_WHY: dict[str, tuple[Any, str]] = {
+    "trace_all_leases": (
+        False,
+        "every request gets a lease span, so each release shows; by default only a "
+        "request that dials a new connection gets one, and a queued one only its wait span",
+    ),
+    "watchdog_threshold": (
+        None,
+        "a connection held longer than 0.3 s counts in the held_too_long gauge; by default "
+        "there is no watchdog",
+    ),
+}
 
 
 @dataclass
@@ -60,6 +81,7 @@ class DemoResult:
     scenario: str
     limit: int
     limit_per_host: int
+    options: dict[str, Any]
     hosts: dict[str, str]
     rows: list[Row] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
@@ -151,19 +173,19 @@ Progress = Callable[[str], None]
 
 
 def _setup(
-    telemetry: Telemetry, servers: DemoServers, scenario: str, limit: int, per_host: int, **kw: Any
+    telemetry: Telemetry, servers: DemoServers, scenario: str, limit: int, per_host: int
 ) -> tuple[OpenTelemetryTCPConnector, Recorder]:
+    options = SCENARIO_OPTIONS[scenario]
     connector = OpenTelemetryTCPConnector(
         limit=limit,
         limit_per_host=per_host,
         tracer_provider=telemetry.tracer_provider,
         meter_provider=telemetry.meter_provider,
-        trace_all_leases=True,
         pool_name="demo",
-        **kw,
+        **options,
     )
     hosts = {"small": servers.small, "slow": servers.slow}
-    result = DemoResult(scenario, limit, per_host, hosts)
+    result = DemoResult(scenario, limit, per_host, dict(options), hosts)
     ports = {int(url.rsplit(":", 1)[1]): name for name, url in hosts.items()}
     return connector, Recorder(result, connector, telemetry.spans, ports)
 
@@ -182,10 +204,12 @@ async def puzzle(telemetry: Telemetry, servers: DemoServers, progress: Progress)
             progress(f"request {len(held)} done")
         await asyncio.sleep(0.05)  # let any late EOF arrive before we close
         telemetry.take_snapshot("before closing the responses")
+        # aiohttp marks a response closed when it released the connection at EOF.
+        rec.result.facts["closed_before_close"] = [r.closed for r in held]
         for resp in held:
             resp.close()
         rec.row(f"close all {len(held)} responses", "both", "-")
-        rec.result.facts["closed_before_close"] = [r.closed for r in held]
+        rec.result.facts["closed_after_close"] = [r.closed for r in held]
     return rec.result
 
 
@@ -197,10 +221,11 @@ async def exhaustion(
     tracer = telemetry.tracer_provider.get_tracer("aiohttp-pool-otel-demo")
     url = rec.result.hosts["small"] + "/late"
     peak_waiting = 0
+    peak_gauge: Optional[int] = None
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one(i: int) -> None:
-            with tracer.start_as_current_span(f"GET small/late (request {i})"):
+            with tracer.start_as_current_span(f"GET small /late (request {i})"):
                 async with session.get(url) as resp:
                     await resp.read()
 
@@ -208,18 +233,23 @@ async def exhaustion(
         for _ in range(200):  # bounded sampling of the pool while they run
             if all(t.done() for t in tasks):
                 break
-            peak_waiting = max(peak_waiting, connector.statistics().waiting)
+            waiting = connector.statistics().waiting
+            if waiting > peak_waiting:
+                # Read the exported gauge at the new peak: what a dashboard would show.
+                peak_waiting = waiting
+                peak_gauge = _gauge(telemetry, sc.METRIC_PENDING)
             await asyncio.sleep(0.02)
         await asyncio.gather(*tasks)
         progress("8 requests done")
         waits = [s for s in telemetry.spans.get_finished_spans() if s.name == sc.SPAN_WAIT]
         created, reused = rec.counts("small")
-        rec.row("8 concurrent GET small/late", "small", f"{created} new, {reused} reused")
+        rec.row("8 concurrent GET small /late", "small", f"{created} new, {reused} reused")
     durations = sorted(((s.end_time or 0) - (s.start_time or 0)) / 1e6 for s in waits)
     rec.result.facts.update(
         requests=8,
         wait_spans=len(waits),
         peak_waiting=peak_waiting,
+        pending_requests_at_peak=peak_gauge,
         wait_ms_max=round(durations[-1], 1) if durations else 0.0,
         wait_ms_median=round(durations[len(durations) // 2], 1) if durations else 0.0,
         blocking_limits=sorted(
@@ -231,9 +261,7 @@ async def exhaustion(
 
 async def leak(telemetry: Telemetry, servers: DemoServers, progress: Progress) -> DemoResult:
     """Responses never closed until the pool runs dry; the plugin shows why."""
-    connector, rec = _setup(
-        telemetry, servers, "leak", 25, 3, watchdog_threshold=0.3, capture_request_location=True
-    )
+    connector, rec = _setup(telemetry, servers, "leak", 25, 3)
     held: list[aiohttp.ClientResponse] = []
     timeout = aiohttp.ClientTimeout(connect=1.0)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -254,10 +282,10 @@ async def leak(telemetry: Telemetry, servers: DemoServers, progress: Progress) -
         )
         a = wait.attributes or {}
         rec.result.facts.update(
-            error_type=a.get(sc.ERROR_TYPE),
-            pool_active=a.get(sc.POOL_ACTIVE),
-            oldest_lease_s=round(_number(a.get(sc.POOL_OLDEST_LEASE_AGE)), 2),
-            held_too_long=_gauge(telemetry, sc.METRIC_HELD_TOO_LONG),
+            wait_error_type=a.get(sc.ERROR_TYPE),
+            wait_pool_active=a.get(sc.POOL_ACTIVE),
+            wait_oldest_lease_s=round(_number(a.get(sc.POOL_OLDEST_LEASE_AGE)), 2),
+            held_too_long_after_timeout=_gauge(telemetry, sc.METRIC_HELD_TOO_LONG),
         )
         telemetry.take_snapshot("after the timeout, leaked responses still held")
         # Dropping the responses does not free their slots while the bodies stream:
@@ -268,7 +296,7 @@ async def leak(telemetry: Telemetry, servers: DemoServers, progress: Progress) -
             del held[:]
             gc.collect()
         stats = connector.statistics()
-        rec.result.facts.update(dropped=count, active_after_gc=stats.active)
+        rec.result.facts.update(responses_dropped=count, active_after_gc=stats.active)
         rec.row(f"drop the {count} responses + gc.collect()", "slow", "-")
     rec.row("close the session", "slow", "-")
     return rec.result

@@ -9,6 +9,8 @@ from aiohttp import web
 
 # Bounded: a slow body stops by itself after this long even if nobody reads it.
 SLOW_BODY_SECONDS = 30.0
+# `small /late` answers after this long: long enough that concurrent requests queue.
+LATE_SECONDS = 0.2
 
 
 async def _small(request: web.Request) -> web.Response:
@@ -16,7 +18,7 @@ async def _small(request: web.Request) -> web.Response:
 
 
 async def _late(request: web.Request) -> web.Response:
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(LATE_SECONDS)
     return web.Response(text="done")
 
 

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The core tests on every supported CPython other than the project venv's own (3.11, run
+# by ./run-tests.sh), each with the newest aiohttp and OpenTelemetry SDK that support it
+# (uv resolves them for that interpreter). One uv-made environment per Python, cached in
+# .venv-matrix/. Prints a table and a closing 'N passed, N failed' line; exits non-zero
+# if any row fails or an interpreter is missing.
+#
+#   bash .ci/python_matrix.sh                 # 3.9 3.10 3.12 3.13
+#   PYTHONS="3.9 3.13" bash .ci/python_matrix.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+UV="${UV:-.venv/bin/uv}"
+PYTHONS="${PYTHONS:-3.9 3.10 3.12 3.13}"
+# The core tests only: the ones that touch aiohttp's pool (the full suite runs on 3.11).
+TESTS=(tests/test_core_release.py tests/test_core_spans.py tests/test_core_metrics.py
+       tests/test_core_puzzle.py tests/test_core_lifecycle.py tests/test_core_watchdog.py
+       tests/test_adapter_compat.py tests/test_chaos.py tests/test_hostile_input.py
+       tests/test_hot_path_structural.py)
+BASE=(opentelemetry-sdk pytest pytest-asyncio pytest-timeout trustme)
+
+if [ ! -x "$UV" ]; then
+  echo "python_matrix: $UV not found: run ./run-tests.sh first (it installs uv)" >&2
+  exit 2
+fi
+
+# An interpreter for "3.X": pyenv's, else one on PATH.
+find_python() {
+  local v="$1" p
+  for p in "$HOME"/.pyenv/versions/"$v".*/bin/python "$(command -v "python$v" || true)"; do
+    if [ -n "$p" ] && [ -x "$p" ]; then echo "$p"; return 0; fi
+  done
+  return 1
+}
+
+mkdir -p .venv-matrix
+declare -a REPORT
+status=0
+started=$SECONDS
+for v in $PYTHONS; do
+  name="Python $v"
+  dir=".venv-matrix/python_$v"
+  log="$dir.log"
+  if ! py=$(find_python "$v"); then
+    REPORT+=("$name|-|interpreter not found (pyenv or python$v on PATH)")
+    status=1
+    continue
+  fi
+  t0=$SECONDS
+  {
+    [ -x "$dir/bin/python" ] || timeout 300 "$UV" venv -q --python "$py" "$dir"
+    timeout 600 "$UV" pip install -q --python "$dir/bin/python" -e . "${BASE[@]}"
+  } >"$log" 2>&1 || { REPORT+=("$name|-|install failed (see $log)"); status=1; continue; }
+  versions=$("$dir/bin/python" -c 'import sys, aiohttp, importlib.metadata as m; print("CPython %d.%d.%d, aiohttp %s, opentelemetry-sdk %s" % (*sys.version_info[:3], aiohttp.__version__, m.version("opentelemetry-sdk")))')
+  summary=$(timeout 900 "$dir/bin/python" -m pytest -q -p no:cacheprovider "${TESTS[@]}" 2>&1 | tee -a "$log" | tail -1)
+  rc=${PIPESTATUS[0]}
+  if [ "$rc" -ne 0 ]; then status=1; fi
+  REPORT+=("$name|$versions|$summary ($((SECONDS - t0)) s)")
+  echo "  $name: $summary" >&2
+done
+passed=0; failed=0; skipped=0
+for line in "${REPORT[@]}"; do
+  summary="${line##*|}"
+  p=$(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '[0-9]+' || true)
+  f=0
+  for n in $(grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" | grep -oE '^[0-9]+' || true); do
+    f=$((f + n))
+  done
+  k=$(grep -oE '[0-9]+ skipped' <<<"$summary" | grep -oE '[0-9]+' || true)
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0})); skipped=$((skipped + ${k:-0}))
+  case "$summary" in *"install failed"*|*"not found"*) failed=$((failed + 1));; esac
+done
+echo
+echo "| python | versions | result |"
+echo "|---|---|---|"
+for line in "${REPORT[@]}"; do
+  IFS='|' read -r a b c <<<"$line"
+  echo "| $a | $b | $c |"
+done
+echo
+echo "python matrix took $((SECONDS - started)) s"
+echo "pythons: $passed passed, $failed failed, $skipped skipped"
+exit $status
