@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -18,11 +19,20 @@ ROOT = pathlib.Path(__file__).parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 COLLECTOR = ROOT / "deploy/otel-collector-config.yaml"
 PROMETHEUS = ROOT / "deploy/prometheus.yml"
+JAEGER = ROOT / "deploy/jaeger.yaml"
+BUILDER = ROOT / "deploy/otelcol-builder.yaml"
+JAEGER_MODULE = ROOT / "deploy/native/jaeger/go.mod"
 DASHBOARD = ROOT / "deploy/grafana/dashboards/aiohttp-pool.json"
 
 
 def load(path: pathlib.Path) -> Any:
     return yaml.safe_load(path.read_text())
+
+
+def in_compose(value: str) -> str:
+    """A config value as the containers see it: compose sets none of the
+    ``${env:VAR:-default}`` variables (deploy/native/stack.sh sets them all)."""
+    return re.sub(r"\$\{env:[A-Z0-9_]+:-([^}]*)\}", r"\1", value)
 
 
 def required_tool(path: str | None, what: str) -> str:
@@ -107,21 +117,21 @@ def test_collector_routes_traces_to_jaeger_and_metrics_to_prometheus() -> None:
 
     (trace_exporter,) = pipelines["traces"]["exporters"]
     assert trace_exporter.split("/")[0] in ("otlp_grpc", "otlp")
-    host, port = config["exporters"][trace_exporter]["endpoint"].rsplit(":", 1)
+    host, port = in_compose(config["exporters"][trace_exporter]["endpoint"]).rsplit(":", 1)
     assert services[host]["image"].startswith("jaegertracing/jaeger:2.")
     assert port == "4317"
     assert config["exporters"][trace_exporter]["tls"]["insecure"] is True
 
     (metric_exporter,) = pipelines["metrics"]["exporters"]
     assert metric_exporter == "prometheus"
-    exporter_port = config["exporters"]["prometheus"]["endpoint"].rsplit(":", 1)[1]
+    exporter_port = in_compose(config["exporters"]["prometheus"]["endpoint"]).rsplit(":", 1)[1]
     (job,) = load(PROMETHEUS)["scrape_configs"]
     assert job["honor_labels"] is True
     assert job["static_configs"][0]["targets"] == [f"otel-collector:{exporter_port}"]
 
     receivers = config["receivers"]["otlp"]["protocols"]
-    assert receivers["grpc"]["endpoint"] == "0.0.0.0:4317"
-    assert receivers["http"]["endpoint"] == "0.0.0.0:4318"
+    assert in_compose(receivers["grpc"]["endpoint"]) == "0.0.0.0:4317"
+    assert in_compose(receivers["http"]["endpoint"]) == "0.0.0.0:4318"
     published = services["otel-collector"]["ports"]
     assert "127.0.0.1:4317:4317" in published and "127.0.0.1:4318:4318" in published
 
@@ -138,3 +148,48 @@ def test_grafana_is_provisioned_with_prometheus_and_the_dashboard() -> None:
     for topic in ("open connections", "available", "pending", "wait time", "hold time",
                   "releases by reason", "created"):  # fmt: skip
         assert topic in titles, topic
+
+
+def test_jaeger_takes_otlp_grpc_on_4317_and_serves_its_api_on_16686() -> None:
+    """The config the compose stack mounts for Jaeger (the native stack uses it too)."""
+    services = load(COMPOSE)["services"]
+    assert "./deploy/jaeger.yaml:/etc/jaeger/config.yaml:ro" in services["jaeger"]["volumes"]
+    assert services["jaeger"]["command"] == ["--config=/etc/jaeger/config.yaml"]
+    config = load(JAEGER)
+    (pipeline,) = config["service"]["pipelines"].values()
+    assert pipeline["receivers"] == ["otlp"]
+    assert in_compose(config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]) == (
+        "0.0.0.0:4317"
+    )
+    query = config["extensions"]["jaeger_query"]
+    assert in_compose(query["http"]["endpoint"]) == "0.0.0.0:16686"
+    assert "127.0.0.1:16686:16686" in services["jaeger"]["ports"]
+    (storage,) = config["extensions"]["jaeger_storage"]["backends"]
+    assert query["storage"]["traces"] == storage
+    assert config["exporters"]["jaeger_storage_exporter"]["trace_storage"] == storage
+
+
+def test_the_images_name_the_releases_the_native_stack_builds() -> None:
+    """docker-compose.yml and deploy/native build the same Collector and Jaeger."""
+    services = load(COMPOSE)["services"]
+    manifest = load(BUILDER)
+    collector_tag = services["otel-collector"]["image"].split(":")[1]
+    assert manifest["dist"]["version"] == collector_tag
+    modules = [
+        m["gomod"].split()
+        for kind in ("receivers", "processors", "exporters", "extensions", "providers")
+        for m in manifest.get(kind, [])
+    ]
+    for path, version in modules:
+        if "opentelemetry-collector-contrib" in path:
+            assert version == f"v{collector_tag}", path  # contrib: the image's release
+        elif path.startswith("go.opentelemetry.io/collector/"):
+            # core: the same minor release (v0.X.0), or the matching stable v1 module
+            assert version in {f"v{collector_tag.rsplit('.', 1)[0]}.0", "v1.71.0"}, path
+    # Jaeger v2's images are tagged 2.x; its Go module tags the same release v1.y
+    # (v1.76.0 is 2.13.0: the module's own CHANGELOG pairs them).
+    jaeger_tag = services["jaeger"]["image"].split(":")[1]
+    (module_version,) = re.findall(
+        r"github.com/jaegertracing/jaeger (v[0-9.]+)", JAEGER_MODULE.read_text()
+    )
+    assert {"v1.76.0": "2.13.0"}.get(module_version) == jaeger_tag, (module_version, jaeger_tag)
