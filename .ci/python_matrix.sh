@@ -16,7 +16,7 @@ TESTS=(tests/test_core_release.py tests/test_core_spans.py tests/test_core_metri
        tests/test_core_puzzle.py tests/test_core_lifecycle.py tests/test_core_watchdog.py
        tests/test_adapter_compat.py tests/test_chaos.py tests/test_hostile_input.py
        tests/test_hot_path_structural.py)
-BASE=(opentelemetry-sdk pytest pytest-asyncio pytest-timeout trustme)
+BASE=(opentelemetry-sdk opentelemetry-instrumentation pytest pytest-asyncio pytest-timeout trustme)
 
 if [ ! -x "$UV" ]; then
   echo "python_matrix: $UV not found: run ./run-tests.sh first (it installs uv)" >&2

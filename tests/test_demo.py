@@ -42,6 +42,24 @@ def test_puzzle_table_and_explanation() -> None:
     assert "aiohttp.connection.lease" in out  # the span tree
     assert "http.client.open_connections: small/active=0  small/idle=1  slow/active=3" in out
     assert "request 5 done" in done.stderr  # progress goes to stderr
+    # The one option beyond the limits is named, with its default and why.
+    assert "OpenTelemetryTCPConnector(limit=25, limit_per_host=5, trace_all_leases=True" in out
+    assert "trace_all_leases=True (default False): " in out
+    assert "small: request 2 reused the connection" in out  # singular: one request
+    assert "request(s)" not in out and "connection(s)" not in out
+
+
+def test_each_scenario_names_its_options_and_hosts() -> None:
+    for scenario, option in [
+        ("exhaustion", "trace_all_leases=True (default False): "),
+        ("leak", "watchdog_threshold=0.3 (default None): "),
+    ]:
+        done = demo("demo", "--quiet", "--scenario", scenario)
+        assert done.returncode == 0, done.stderr
+        assert option in done.stdout
+        assert "hosts: small = http://127.0.0.1:" in done.stdout
+        assert "(`small /late`: the same after 0.2 s)" in done.stdout
+    assert "capture_request_location" not in done.stdout  # the leak scenario does not need it
 
 
 def test_puzzle_json_observations() -> None:
@@ -61,6 +79,11 @@ def test_puzzle_json_observations() -> None:
     }
     assert len(closing) == 3
     assert any("phase=headers" in line for line in result["explanation"])
+    # aiohttp marked the small responses closed at EOF, before the demo closed anything.
+    assert result["facts"]["closed_before_close"] == [True, True, False, False, False]
+    assert result["facts"]["closed_after_close"] == [True] * 5
+    assert result["options"] == {"trace_all_leases": True}
+    assert result["otlp"] is None
     assert {s["name"] for s in result["spans"]} >= {
         "aiohttp.connection.create", "aiohttp.connection.lease"
     }  # fmt: skip
@@ -73,6 +96,12 @@ def test_exhaustion_shows_queue_waits() -> None:
     assert facts["wait_spans"] == 6
     assert facts["blocking_limits"] == ["limit_per_host"]
     assert facts["peak_waiting"] >= 1
+    # The gauge read at the peak agrees with the pool and is printed in the text too.
+    assert facts["pending_requests_at_peak"] == facts["peak_waiting"]
+    assert any(
+        f"pending_requests gauge read {facts['peak_waiting']} at that peak" in line
+        for line in result["explanation"]
+    )
     assert facts["wait_ms_max"] > 100
     assert sum(s["name"] == "aiohttp.connection.wait" for s in result["spans"]) == 6
 
@@ -81,10 +110,12 @@ def test_leak_is_revealed() -> None:
     result = run_json("--scenario", "leak")
     facts = result["facts"]
     assert facts["timed_out_request"] == 4
-    assert facts["error_type"] == "pool_wait_timeout"
-    assert facts["pool_active"] == 3
-    assert facts["held_too_long"] == 3
+    assert facts["wait_error_type"] == "pool_wait_timeout"
+    assert facts["wait_pool_active"] == 3
+    assert facts["held_too_long_after_timeout"] == 3
+    assert facts["responses_dropped"] == 3
     assert facts["active_after_gc"] == 3  # dropping streaming responses frees nothing
+    assert result["options"] == {"watchdog_threshold": 0.3}
     last = result["rows"][-1]["releases"]
     assert [r["reason"] for r in last] == ["connector_closed"] * 3
 
@@ -92,10 +123,11 @@ def test_leak_is_revealed() -> None:
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["demo", "--bogus"], "unrecognized arguments: --bogus"),
-        (["demo", "--scenario", "nope"], "invalid choice: 'nope'"),
-        (["demo", "--otlp", "127.0.0.1:4317"], "got '127.0.0.1:4317'"),
-        ([], "required"),
+        (["demo", "--bogus"], "aiohttp-pool-otel demo: error: unrecognized arguments: --bogus"),
+        (["demo", "--scenario", "nope"], "aiohttp-pool-otel demo: error: argument --scenario"),
+        (["demo", "--otlp", "127.0.0.1:4317"], "aiohttp-pool-otel demo: error: --otlp: "),
+        (["demo", "--otlp", "http://127.0.0.1:1"], "aiohttp-pool-otel demo: error: --otlp: "),
+        ([], "aiohttp-pool-otel: error: the following arguments are required"),
     ],
 )
 def test_bad_options_one_line_exit_2(args: list[str], fragment: str) -> None:
@@ -103,7 +135,7 @@ def test_bad_options_one_line_exit_2(args: list[str], fragment: str) -> None:
     assert done.returncode == 2
     assert done.stdout == ""
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert fragment in done.stderr
+    assert done.stderr.startswith(fragment), done.stderr
 
 
 def test_help_explains_every_option() -> None:
@@ -116,11 +148,13 @@ def test_help_explains_every_option() -> None:
 def test_otlp_option_sends_to_a_collector() -> None:
     receiver = GrpcOtlpReceiver().start()
     try:
-        done = demo("demo", "--quiet", "--otlp", receiver.endpoint)
+        done = demo("demo", "--quiet", "--otlp", receiver.endpoint, "--protocol", "grpc")
         assert done.returncode == 0, done.stderr
-        assert "exported over OTLP" in done.stdout
+        assert f"OTLP: delivered to {receiver.endpoint} (grpc): " in done.stdout
         names = {s.name for s in receiver.spans()}
         assert {"aiohttp.connection.lease", "aiohttp.connection.create"} <= names
         assert receiver.metrics("aiohttp.client.connection.releases")
+        # The metric values are shown in OTLP mode as well.
+        assert "http.client.open_connections: small/active=0" in done.stdout
     finally:
         receiver.stop()
