@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
+import socket
 import subprocess
 import sys
 
@@ -48,17 +50,37 @@ def test_otlp_to_collector() -> None:
     receiver = HttpOtlpReceiver().start()
     try:
         done = run(
-            "otlp_to_collector.py", "--endpoint", receiver.endpoint,
-            "--protocol", "http/protobuf", "--requests", "20",
+            "otlp_to_collector.py", "--endpoint", receiver.endpoint + "/v1/traces",
+            "--requests", "20",
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         releases = "aiohttp.client.connection.releases"
-        assert receiver.wait_for(lambda: bool(receiver.metrics(releases)))
+        assert receiver.metrics(releases)  # flushed before the example exited
         assert {"aiohttp.connection.wait", "aiohttp.connection.lease"} <= {
             s.name for s in receiver.spans()
         }
+        match = re.search(r"\(http/protobuf\): (\d+) spans, (\d+) metric data points", done.stdout)
+        assert match, done.stdout
+        assert int(match.group(1)) == len(receiver.spans())
+        points = sum(
+            len(getattr(m, str(m.WhichOneof("data"))).data_points) for m in receiver.metrics()
+        )
+        assert int(match.group(2)) == points
     finally:
         receiver.stop()
+
+
+def test_otlp_to_collector_says_when_nothing_arrived() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    done = run("otlp_to_collector.py", "--endpoint", f"http://127.0.0.1:{port}",
+               "--protocol", "grpc", "--requests", "5")  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "otlp_to_collector: error: nothing reached"
+    )
+    assert "grpc): 0 spans, 0 metric data points" in done.stdout
 
 
 def test_with_contrib_instrumentation_nests_pool_spans_under_request_spans() -> None:
