@@ -4,13 +4,14 @@ when the Collector is down (a closed port) or accepts and never answers."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from aiohttp_pool_otel.otlp import DEFAULT_SHUTDOWN_TIMEOUT, configure_otlp
+
+from .rig.silent_listener import SilentListener
 
 SHUTDOWN_TIMEOUT = 1.0
 # Generous: the bound is the timeout; the slack is for a busy shared machine.
@@ -26,29 +27,9 @@ def closed_port() -> int:
 @pytest.fixture
 def silent_port() -> Iterator[int]:
     """A listener on 127.0.0.1 that accepts every connection and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    server.settimeout(0.2)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:  # the 0.2 s poll, or the socket closed below
-                continue
-            accepted.append(conn)
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield int(server.getsockname()[1])
-    stop.set()
-    thread.join(5)
-    for conn in accepted:
-        conn.close()
-    server.close()
+    listener = SilentListener().start()
+    yield listener.port
+    listener.stop()
 
 
 def shutdown_time(port: int, protocol: str) -> tuple[float, bool, int]:
