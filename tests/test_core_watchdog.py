@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from aiohttp_pool_otel import semconv as sc
-from aiohttp_pool_otel._aiohttp_adapter import HAS_WAIT_METHOD
+from aiohttp_pool_otel._aiohttp.probe import HAS_WAIT_METHOD
 
 from .conftest import Server, Telemetry
 

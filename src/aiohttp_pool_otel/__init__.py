@@ -3,13 +3,14 @@
 Quick start::
 
     connector = OpenTelemetryTCPConnector(limit=25, limit_per_host=5)
-    session = aiohttp.ClientSession(
-        connector=connector, trace_configs=[create_pool_trace_config()]
-    )
+    session = aiohttp.ClientSession(connector=connector)
+
+or, for every connector in the process, ``AioHttpConnectionPoolInstrumentor().instrument()``.
 """
 
 from ._version import __version__
-from .connector import OpenTelemetryTCPConnector, OpenTelemetryUnixConnector
+from .connector import OpenTelemetryTCPConnector, OpenTelemetryUnixConnector, pool_statistics
+from .instrumentor import AioHttpConnectionPoolInstrumentor
 from .otlp import OtlpProviders, configure_otlp
 from .semconv import ReleaseOutcome, ReleasePhase, ReleaseReason
 from .statistics import HostPoolStatistics, PoolStatistics
@@ -28,13 +29,5 @@ __all__ = [
     "__version__",
     "configure_otlp",
     "create_pool_trace_config",
+    "pool_statistics",
 ]
-
-
-def __getattr__(name: str) -> object:
-    # The instrumentor needs opentelemetry-instrumentation, which the rest does not.
-    if name == "AioHttpConnectionPoolInstrumentor":
-        from .instrumentor import AioHttpConnectionPoolInstrumentor
-
-        return AioHttpConnectionPoolInstrumentor
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

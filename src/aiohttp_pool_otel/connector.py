@@ -1,73 +1,41 @@
-"""The instrumented connectors: drop-in ``TCPConnector`` / ``UnixConnector`` subclasses."""
+"""The instrumented connectors: drop-in ``TCPConnector`` / ``UnixConnector`` subclasses.
+
+They share the adapter's hooks with the instrumentor (see :mod:`._aiohttp.install`):
+the subclass defines them in front of aiohttp's methods, and the state it creates
+is marked explicit, so the instrumentor's class-level hooks, if active too, leave
+these connectors to it. ``connect()`` is hooked only by a connector that needs to
+see every acquisition (a per-lease option, or an aiohttp older than 3.10.11): that
+connector is an instance of a subclass made for the purpose.
+"""
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any, Optional
 
 import aiohttp
-from opentelemetry import trace
+from aiohttp import BaseConnector
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from ._aiohttp_adapter import InstrumentedConnectorMixin, connector_mixin, identify
-from ._pool import PoolInstrumentation
-from ._telemetry import SCOPE, meters_for
-from ._validation import check_providers
-from ._version import __version__
+from ._aiohttp.hooks import STATE_ATTR, state_of
+from ._aiohttp.install import explicit_mixin, needs_connect_hook
+from ._aiohttp.probe import MISSING_INTERNALS
+from ._aiohttp.view import PoolView
+from ._options import DEFAULT_MAX_HOSTS, check_limits, pool_options
+from ._state import PoolState
 from .statistics import PoolStatistics
 
-
-def _check_options(
-    tracer_provider: Any,
-    meter_provider: Any,
-    pool_name: Any,
-    max_hosts: Any,
-    trace_all_leases: Any,
-    record_hold_time: Any,
-    watchdog_threshold: Any,
-    capture_request_location: Any,
-    connector_kwargs: dict[str, Any],
-) -> None:
-    check_providers(tracer_provider, meter_provider)
-    if pool_name is not None and (not isinstance(pool_name, str) or not pool_name):
-        raise ValueError(f"pool_name must be a non-empty string or None, got {pool_name!r}")
-    if isinstance(max_hosts, bool) or not isinstance(max_hosts, int) or max_hosts < 1:
-        raise ValueError(f"max_hosts must be an integer >= 1, got {max_hosts!r}")
-    if watchdog_threshold is not None and (
-        isinstance(watchdog_threshold, bool)
-        or not isinstance(watchdog_threshold, (int, float))
-        or not watchdog_threshold > 0
-    ):
-        raise ValueError(
-            f"watchdog_threshold must be a number of seconds > 0 or None, "
-            f"got {watchdog_threshold!r}"
-        )
-    flags = {
-        "trace_all_leases": trace_all_leases,
-        "record_hold_time": record_hold_time,
-        "capture_request_location": capture_request_location,
-    }
-    for name, value in flags.items():
-        if not isinstance(value, bool):
-            raise TypeError(f"{name} must be True or False, got {value!r}")
-    for name in ("limit", "limit_per_host"):
-        if name in connector_kwargs:
-            value = connector_kwargs[name]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(
-                    f"{name} must be an integer >= 0 (0 means no limit), got {value!r}"
-                )
+_with_connect: dict[type, type] = {}
 
 
-if TYPE_CHECKING:
-    _Mixin = InstrumentedConnectorMixin
-else:
-    # On an aiohttp whose internals moved: a mixin without overrides (one warning).
-    _Mixin = connector_mixin()
-
-
-class _OpenTelemetryConnector(_Mixin):
+class _OpenTelemetryConnector(BaseConnector):
     """Shared constructor, ``statistics()`` and ``repr`` of the instrumented connectors."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        if needs_connect_hook(_per_lease(kwargs)) and not MISSING_INTERNALS:
+            cls = _connect_hooked(cls)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -75,47 +43,39 @@ class _OpenTelemetryConnector(_Mixin):
         tracer_provider: Optional[TracerProvider] = None,
         meter_provider: Optional[MeterProvider] = None,
         pool_name: Optional[str] = None,
-        max_hosts: int = 1000,
+        max_hosts: int = DEFAULT_MAX_HOSTS,
         trace_all_leases: bool = False,
         record_hold_time: bool = False,
         watchdog_threshold: Optional[float] = None,
         capture_request_location: bool = False,
+        root_spans: Optional[bool] = None,
         **connector_kwargs: Any,
     ) -> None:
-        _check_options(
-            tracer_provider,
-            meter_provider,
-            pool_name,
-            max_hosts,
-            trace_all_leases,
-            record_hold_time,
-            watchdog_threshold,
-            capture_request_location,
-            connector_kwargs,
-        )
-        super().__init__(**connector_kwargs)
-        meters = meters_for(meter_provider)
-        pool = PoolInstrumentation(
-            tracer=trace.get_tracer(SCOPE, __version__, tracer_provider),
-            meters=meters,
+        options = pool_options(
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
             pool_name=pool_name,
             max_hosts=max_hosts,
             trace_all_leases=trace_all_leases,
             record_hold_time=record_hold_time,
-            watchdog_threshold=(
-                float(watchdog_threshold) if watchdog_threshold is not None else None
-            ),
+            watchdog_threshold=watchdog_threshold,
             capture_request_location=capture_request_location,
-            read_state=self._pool_otel_read_state,
-            read_held=self._pool_otel_held,
-            identify=identify,
+            root_spans=root_spans,
         )
-        self._pool_otel_install(pool)
-        meters.register(pool)
+        check_limits(connector_kwargs)
+        super().__init__(**connector_kwargs)
+        if MISSING_INTERNALS:
+            return
+        self.__dict__[STATE_ATTR] = PoolState(options, PoolView(self), explicit=True)
 
     def statistics(self) -> PoolStatistics:
         """The pool right now: totals and one :class:`HostPoolStatistics` per key."""
-        return self._pool_otel.statistics()
+        state = state_of(self)
+        if state is None:  # an unsupported aiohttp: the limits, which are public
+            return PoolStatistics(
+                0, 0, 0, 0, self.limit, self.limit_per_host, 0, 0, 0, 0, {}, {}
+            )
+        return state.statistics()
 
     def __repr__(self) -> str:
         try:
@@ -127,18 +87,66 @@ class _OpenTelemetryConnector(_Mixin):
         except Exception:
             state = "state unavailable"
         closed = ", closed" if self.closed else ""
-        return f"<{type(self).__name__} [{state}{closed}]>"
+        return f"<{_public_name(type(self))} [{state}{closed}]>"
 
 
-class OpenTelemetryTCPConnector(_OpenTelemetryConnector, aiohttp.TCPConnector):
+def _per_lease(kwargs: dict[str, Any]) -> bool:
+    return bool(
+        kwargs.get("trace_all_leases")
+        or kwargs.get("record_hold_time")
+        or kwargs.get("watchdog_threshold") is not None
+        or kwargs.get("capture_request_location")
+    )
+
+
+def _public_name(cls: type) -> str:
+    return getattr(cls, "_pool_public_name", cls.__name__)
+
+
+def _connect_hooked(cls: type) -> type:
+    """``cls`` with ``connect()`` hooked too (made once per class)."""
+    made = _with_connect.get(cls)
+    if made is None:
+        base = next(c for c in cls.__mro__ if c.__module__.startswith("aiohttp."))
+        mixin = explicit_mixin(base, connect_only=True)
+        made = type(cls.__name__, (mixin, cls), {"_pool_public_name": cls.__name__})
+        made.__qualname__ = cls.__qualname__
+        made.__module__ = cls.__module__
+        _with_connect[cls] = made
+    return made
+
+
+if TYPE_CHECKING:
+
+    class _TCPHooks:
+        pass
+
+    class _UnixHooks:
+        pass
+
+elif MISSING_INTERNALS:  # an aiohttp whose internals moved: no hooks at all
+    warnings.warn(
+        f"aiohttp-pool-otel does not support aiohttp {aiohttp.__version__}: "
+        f"{', '.join(MISSING_INTERNALS)} not found. Pool spans and per-request metrics "
+        "are disabled; only the connector limits are reported.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    _TCPHooks = _UnixHooks = type("_NoHooks", (), {})
+else:
+    _TCPHooks = explicit_mixin(aiohttp.TCPConnector)
+    _UnixHooks = explicit_mixin(aiohttp.UnixConnector)
+
+
+class OpenTelemetryTCPConnector(_OpenTelemetryConnector, _TCPHooks, aiohttp.TCPConnector):
     """An ``aiohttp.TCPConnector`` whose pool is visible in OpenTelemetry.
 
     Takes every ``TCPConnector`` keyword argument, plus:
 
     * ``tracer_provider`` / ``meter_provider``: default to the global providers.
     * ``pool_name``: value of the ``aiohttp.pool.name`` attribute, to tell pools apart.
-    * ``max_hosts``: at most this many host keys get their own metric series; the rest
-      are folded into ``server.address="_OTHER"``.
+    * ``max_hosts``: at most this many host keys get their own metric series, for
+      the connector's life; the rest are folded into ``server.address="_OTHER"``.
     * ``trace_all_leases``: a lease span for every acquisition, not only for those
       that dialled a new connection (costs one span per request).
     * ``record_hold_time``: record ``aiohttp.client.connection.use_time`` on every
@@ -148,15 +156,30 @@ class OpenTelemetryTCPConnector(_OpenTelemetryConnector, aiohttp.TCPConnector):
       on its lease span). Off by default.
     * ``capture_request_location``: remember which line of your code made each request,
       so a response garbage-collected unclosed is logged with it (a few µs per request).
+    * ``root_spans``: whether a pool span may start a trace of its own when no span is
+      current; ``None`` (default): only when no request instrumentation is active.
 
-    The last four need every acquisition seen, so they hook ``connect()``; without
-    them the plugin's only work on a reused connection is at its release.
+    The four per-lease options need every acquisition seen, so they hook ``connect()``;
+    without them the plugin's only work on a reused connection is at its release.
     """
 
 
-class OpenTelemetryUnixConnector(_OpenTelemetryConnector, aiohttp.UnixConnector):
+class OpenTelemetryUnixConnector(_OpenTelemetryConnector, _UnixHooks, aiohttp.UnixConnector):
     """An ``aiohttp.UnixConnector`` whose pool is visible in OpenTelemetry.
 
     ``path`` is required as for ``UnixConnector``; the other options are those of
     :class:`OpenTelemetryTCPConnector`.
     """
+
+    def __init__(self, path: str, **kwargs: Any) -> None:
+        super().__init__(path=path, **kwargs)
+
+
+def pool_statistics(connector: BaseConnector) -> Optional[PoolStatistics]:
+    """Statistics of any connector the plugin instruments, ``None`` for any other.
+
+    Works for the package's own connectors and, while the instrumentor is active, for
+    every aiohttp connector that has queued or dialled since.
+    """
+    state = state_of(connector)
+    return state.statistics() if state is not None else None

@@ -1,96 +1,87 @@
 """Zero-code setup: ``opentelemetry-instrument python app.py`` instruments every pool.
 
-Needs ``opentelemetry-instrumentation`` (and ``wrapt``, which it brings); importing the
-rest of the package does not.
+The instrumentor hooks aiohttp's connector classes, the way contrib instrumentations
+patch their libraries, so every connector in the process is covered, whoever built
+it and with whatever arguments; it constructs nothing and passes nothing on a
+session's behalf. A connector's state is made the first time it queues or dials.
+``uninstrument()`` puts aiohttp's own functions back.
+
+It needs ``opentelemetry-instrumentation`` (the ``instrumentation`` extra); without
+it this module still imports, and using the instrumentor says what to install.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Collection
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-import aiohttp
-import wrapt
-from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
-    BaseInstrumentor,
+from aiohttp import BaseConnector
+
+from ._aiohttp.hooks import STATE_ATTR
+from ._aiohttp.install import CLASS_PATCHES, needs_connect_hook
+from ._aiohttp.probe import MISSING_INTERNALS
+from ._aiohttp.view import PoolView
+from ._options import pool_options
+from ._state import PoolState
+
+_INSTALL_HINT = (
+    "AioHttpConnectionPoolInstrumentor needs opentelemetry-instrumentation: "
+    "pip install 'aiohttp-pool-otel[instrumentation]'"
 )
 
-from .connector import OpenTelemetryTCPConnector
-from .trace_config import create_pool_trace_config
+try:
+    from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+        BaseInstrumentor,
+    )
+except ImportError:  # a base install: importable, and clear when used
 
-_INSTRUMENTS = ("aiohttp >= 3.9",)
-_MARK = "_aiohttp_pool_otel"  # set on the trace configs we add, to never add two
+    class BaseInstrumentor:  # type: ignore[no-redef]
+        """Stand-in that names the missing extra."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            raise ModuleNotFoundError(_INSTALL_HINT)
 
 
 class AioHttpConnectionPoolInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Instruments the connection pool of every ``aiohttp.ClientSession``.
+    """Instruments the connection pool of every aiohttp connector in the process.
 
-    Sessions created without a connector get an :class:`OpenTelemetryTCPConnector`
-    (same defaults as aiohttp's) and the pool trace config; sessions given an
-    ``OpenTelemetryTCPConnector`` get the trace config; other connectors are left alone.
-    ``instrument()`` takes ``tracer_provider``, ``meter_provider``, ``trace_config``
-    (default ``True``; ``False`` skips the per-request TraceConfig cost) and
-    ``connector_options`` (a dict of extra connector keyword arguments).
+    ``instrument()`` takes ``tracer_provider``, ``meter_provider`` and the
+    connector's options (``pool_name``, ``max_hosts``, ``trace_all_leases``,
+    ``record_hold_time``, ``watchdog_threshold``, ``capture_request_location``,
+    ``root_spans``), validated as for :class:`OpenTelemetryTCPConnector`.
     Composes with ``AioHttpClientInstrumentor`` in either order: its request span is
-    current while the pool works, so pool spans nest under it.
+    current while the pool works, so pool spans nest under it. An
+    ``OpenTelemetryTCPConnector`` keeps its own options and is counted once.
     """
 
-    _wrapper: Optional[Callable[..., Any]] = None
+    _patches = CLASS_PATCHES
+    _states: weakref.WeakSet[PoolState] = weakref.WeakSet()
 
     def instrumentation_dependencies(self) -> Collection[str]:
-        return _INSTRUMENTS
+        """The aiohttp versions this instruments."""
+        return ("aiohttp >= 3.9",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        tracer_provider = kwargs.get("tracer_provider")
-        meter_provider = kwargs.get("meter_provider")
-        add_trace_config = bool(kwargs.get("trace_config", True))
-        options = dict(kwargs.get("connector_options") or {})
+        options = pool_options(**kwargs)
+        if MISSING_INTERNALS:
+            return  # an aiohttp whose internals moved: leave it alone
+        states = self._states
 
-        def init(
-            wrapped: Callable[..., None], _: Any, args: tuple[Any, ...], kw: dict[str, Any]
-        ) -> None:
-            connector = kw.get("connector")
-            if connector is None:
-                connector = kw["connector"] = OpenTelemetryTCPConnector(
-                    tracer_provider=tracer_provider, meter_provider=meter_provider, **options
-                )
-            configs = list(kw.get("trace_configs") or [])
-            if (
-                add_trace_config
-                and isinstance(connector, OpenTelemetryTCPConnector)
-                and not any(getattr(c, _MARK, False) for c in configs)
-            ):
-                config = create_pool_trace_config(
-                    tracer_provider=tracer_provider, meter_provider=meter_provider
-                )
-                setattr(config, _MARK, True)
-                configs.append(config)
-                kw["trace_configs"] = configs
-            wrapped(*args, **kw)
+        def auto_state(connector: Any) -> Optional[PoolState]:
+            if not isinstance(connector, BaseConnector) or connector.closed:
+                return None
+            state = PoolState(options, PoolView(connector), explicit=False)
+            connector.__dict__[STATE_ATTR] = state
+            states.add(state)
+            return state
 
-        self._wrapper = init
-        wrapt.wrap_function_wrapper(aiohttp.ClientSession, "__init__", init)
+        self._patches.install(auto_state, with_connect=needs_connect_hook(options.per_lease_work))
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        _remove_wrapper(aiohttp.ClientSession, "__init__", self._wrapper)
-        self._wrapper = None
-
-
-def _remove_wrapper(owner: type, name: str, wrapper: Optional[Callable[..., Any]]) -> None:
-    """Take our wrapper out of ``owner.name``, wherever it sits in a chain of wrappers
-    (another instrumentor may have wrapped on top of it)."""
-    if wrapper is None:
-        return
-    current = owner.__dict__.get(name)
-    if getattr(current, "_self_wrapper", None) is wrapper:
-        setattr(owner, name, current.__wrapped__)  # type: ignore[union-attr]
-        return
-    parent: Any = current
-    for _ in range(32):  # a chain of wrappers, each exposing what it wraps
-        if not hasattr(parent, "__wrapped__") or not hasattr(parent, "_self_wrapper"):
-            return
-        child = parent.__wrapped__
-        if getattr(child, "_self_wrapper", None) is wrapper:
-            parent.__wrapped__ = child.__wrapped__
-            return
-        parent = child
+        self._patches.uninstall()
+        # Connectors this instrumentor adopted report no more and keep no state.
+        for state in list(self._states):
+            state.meters.unregister(state)
+            state.view.connector.__dict__.pop(STATE_ATTR, None)
+        self._states.clear()

@@ -1,0 +1,131 @@
+"""Plain records of the pool: a host's counters, a connection, an acquisition.
+
+They hold facts only (ints, floats, spans) and no logic, so the loop thread can
+update them cheaply and the metric reader's thread can read them at any time:
+reading an int attribute is atomic under the GIL. Every field means the same thing
+whatever options are on; a value nobody could know is ``None``, never a guess.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+from opentelemetry.context import Context
+from opentelemetry.trace import Span
+
+from .semconv import ReleaseOutcome, ReleaseReason
+
+HostId = tuple[str, Optional[int], str]
+"""(host, port, scheme): the part of aiohttp's pool key that telemetry may show."""
+
+Attributes = dict[str, Union[str, int, bool, float]]
+
+EOF = ReleaseReason.EOF
+POOLED = ReleaseOutcome.POOLED
+
+
+class HostRecord:
+    """Cumulative counters of one host series (a pool key, or ``_OTHER``).
+
+    Mutated on the loop thread only; finalizers never touch it (their facts wait in
+    :attr:`PoolState.pending` until the loop applies them).
+    """
+
+    __slots__ = (
+        "attributes",
+        "closed",
+        "connecting",
+        "created",
+        "eof_pooled",
+        "identity",
+        "queued",
+        "releases",
+        "reused",
+        "timeouts",
+    )
+
+    def __init__(self, identity: HostId, attributes: Attributes) -> None:
+        self.identity = identity
+        self.attributes = attributes
+        self.connecting = 0  # dials in progress
+        self.created = 0  # dials that returned a connection
+        self.reused = 0  # leases of a pooled connection, counted when they end
+        self.closed = 0  # connections of ``created`` that closed, by any path
+        self.timeouts = 0  # acquisitions that timed out while queued
+        # The release of almost every request, (eof, pooled), is a plain int; every
+        # other (reason, outcome) pair is counted in the dict.
+        self.eof_pooled = 0
+        self.releases: dict[tuple[ReleaseReason, ReleaseOutcome], int] = {}
+        self.queued: dict[str, int] = {}  # by the limit that blocked
+
+    def release_counts(self) -> dict[tuple[ReleaseReason, ReleaseOutcome], int]:
+        """Releases so far by (reason, outcome) (any thread: a copy)."""
+        counts = self.releases.copy()
+        if self.eof_pooled:
+            counts[(EOF, POOLED)] = counts.get((EOF, POOLED), 0) + self.eof_pooled
+        return counts
+
+
+class ConnectionRecord:
+    """One connection dialled (or first seen) by an instrumented connector.
+
+    ``lease_started_at`` is when the current lease began, or ``None`` when no lease
+    is in progress or its start was not seen (a reuse without per-lease options:
+    the reuse path runs aiohttp's own code).
+    """
+
+    __slots__ = (
+        "created_at",
+        "gc_pending",
+        "held_too_long",
+        "host",
+        "lease_started_at",
+        "origin",
+        "released_at",
+        "span",
+        "uses",
+    )
+
+    def __init__(self, host: HostRecord, created_at: float) -> None:
+        self.host = host
+        self.created_at = created_at
+        self.lease_started_at: Optional[float] = None
+        self.released_at: Optional[float] = None  # end of the last lease, per-lease mode
+        self.uses = 0  # leases that ended
+        self.span: Optional[Span] = None  # the lease span, while one is open
+        self.held_too_long = False
+        self.origin: Optional[tuple[str, int, str]] = None  # request line, for gc reports
+        # Set by a finalizer that released this connection, until the loop applies
+        # the fact: reconciliation must not count that close a second time.
+        self.gc_pending = False
+
+
+class Acquisition:
+    """An acquisition that left the fast path: it queued, or it dials.
+
+    Created by the hook that saw it first and handed, with the request, to the dial
+    that may follow in the same ``connect()``.
+    """
+
+    __slots__ = (
+        "create_span",
+        "host",
+        "method",
+        "parent",
+        "queued",
+        "started",
+        "wait_span",
+        "waiting",
+    )
+
+    def __init__(
+        self, host: HostRecord, parent: Optional[Context], method: Optional[str], now: float
+    ) -> None:
+        self.host = host
+        self.parent = parent  # where spans go; None: no span
+        self.method = method
+        self.started = now  # the acquisition's clock: wait and dial timeouts count from it
+        self.queued = False
+        self.waiting = False
+        self.wait_span: Optional[Span] = None
+        self.create_span: Optional[Span] = None

@@ -1,0 +1,159 @@
+"""Snapshots of a connector's pool and the statistics built from them.
+
+A snapshot is read once and then only read: one metric collection takes one
+snapshot per connector and every instrument of that collection observes it, so the
+numbers of one collection always agree with each other. Safe on any thread: it
+reads aiohttp's state through atomic copies and the records' plain ints.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+from ._records import Attributes, ConnectionRecord, HostId, HostRecord
+from .semconv import ReleaseReason
+from .statistics import HostPoolStatistics, PoolStatistics
+
+if TYPE_CHECKING:
+    from ._state import PoolState
+
+
+class HostSnapshot:
+    """One host series' state at one moment."""
+
+    __slots__ = ("active", "available", "held_too_long", "idle", "record", "waiting")
+
+    def __init__(
+        self,
+        record: HostRecord,
+        active: int,
+        idle: int,
+        waiting: int,
+        available: Optional[int],
+        held_too_long: int,
+    ) -> None:
+        self.record = record
+        self.active = active
+        self.idle = idle
+        self.waiting = waiting
+        self.available = available
+        self.held_too_long = held_too_long
+
+
+class PoolSnapshot:
+    """A connector's state at one moment: one :class:`HostSnapshot` per host series."""
+
+    __slots__ = ("attributes", "held", "hosts", "limit", "limit_per_host", "watchdog")
+
+    def __init__(
+        self,
+        hosts: list[HostSnapshot],
+        held: Optional[list[ConnectionRecord]],
+        limit: int,
+        limit_per_host: int,
+        attributes: Attributes,
+        watchdog: bool,
+    ) -> None:
+        self.hosts = hosts
+        self.held = held  # None: a source that does not see aiohttp's pool
+        self.limit = limit
+        self.limit_per_host = limit_per_host
+        self.attributes = attributes
+        self.watchdog = watchdog
+
+
+def _per_record(state: PoolState, counts: dict[Any, int]) -> dict[HostRecord, int]:
+    out: dict[HostRecord, int] = {}
+    for key, n in counts.items():
+        record = state.hosts.peek(key)
+        if record is not None and n:
+            out[record] = out.get(record, 0) + n
+    return out
+
+
+def take_snapshot(state: PoolState) -> PoolSnapshot:
+    """Read ``state``'s pool now."""
+    view = state.view.read()
+    records = state.records
+    held: list[ConnectionRecord] = []
+    active: dict[HostRecord, int] = {}
+    for protocol in view.held:
+        conn = records.get(protocol)
+        if conn is not None:  # dials in progress have a placeholder and no record
+            held.append(conn)
+            active[conn.host] = active.get(conn.host, 0) + 1
+    idle = _per_record(state, view.idle)
+    waiting = _per_record(state, view.waiting)
+    too_long: dict[HostId, int] = state.watchdog.count(held) if state.watchdog else {}
+    limit, per_host = view.limit, view.limit_per_host
+    hosts = []
+    # aiohttp's own count of what is taken: it includes dials in progress.
+    host_records = state.hosts.records()
+    total_free = limit - len(held) - sum(r.connecting for r in host_records) if limit else None
+    for record in host_records:
+        n_active = active.get(record, 0)
+        available: Optional[int] = None
+        if record is not state.hosts.other:  # a sum of many hosts has no single limit
+            if per_host:
+                available = per_host - n_active - record.connecting
+            if total_free is not None:
+                available = total_free if available is None else min(available, total_free)
+            if available is not None:
+                available = max(available, 0)
+        hosts.append(
+            HostSnapshot(
+                record,
+                n_active,
+                idle.get(record, 0),
+                waiting.get(record, 0),
+                available,
+                too_long.get(record.identity, 0),
+            )
+        )
+    return PoolSnapshot(
+        hosts, held, limit, per_host, state.pool_attributes, state.watchdog is not None
+    )
+
+
+def statistics_of(snap: PoolSnapshot) -> PoolStatistics:
+    """The public, frozen statistics of a snapshot."""
+    per_host: dict[HostId, HostPoolStatistics] = {}
+    totals: dict[ReleaseReason, int] = {}
+    for h in snap.hosts:
+        r = h.record
+        releases: dict[ReleaseReason, int] = {}
+        for (reason, _), n in r.release_counts().items():
+            releases[reason] = releases.get(reason, 0) + n
+            totals[reason] = totals.get(reason, 0) + n
+        per_host[r.identity] = HostPoolStatistics(
+            host=r.identity[0],
+            port=r.identity[1],
+            scheme=r.identity[2],
+            active=h.active,
+            idle=h.idle,
+            connecting=r.connecting,
+            waiting=h.waiting,
+            available=h.available,
+            limit=snap.limit,
+            limit_per_host=snap.limit_per_host,
+            created=r.created,
+            reused=r.reused,
+            closed=r.closed,
+            timeouts=r.timeouts,
+            releases=releases,
+        )
+    stats = list(per_host.values())
+    return PoolStatistics(
+        active=sum(s.active for s in stats),
+        idle=sum(s.idle for s in stats),
+        connecting=sum(s.connecting for s in stats),
+        waiting=sum(s.waiting for s in stats),
+        limit=snap.limit,
+        limit_per_host=snap.limit_per_host,
+        created=sum(s.created for s in stats),
+        reused=sum(s.reused for s in stats),
+        closed=sum(s.closed for s in stats),
+        timeouts=sum(s.timeouts for s in stats),
+        releases=totals,
+        hosts=per_host,
+    )
