@@ -4,7 +4,8 @@
     OTEL_TRACES_EXPORTER=console OTEL_METRICS_EXPORTER=none \\
         opentelemetry-instrument python examples/auto_instrumentation.py
 
-Every ClientSession created without a connector then uses OpenTelemetryTCPConnector.
+Every aiohttp connector in the process is then instrumented, whoever built it: here the
+session's own default TCPConnector.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import asyncio
 import aiohttp
 import local_server
 
+from aiohttp_pool_otel import pool_statistics
+
 
 async def main() -> None:
     runner, url = await local_server.start()
@@ -22,9 +25,8 @@ async def main() -> None:
             async with session.get(url) as resp:
                 await resp.read()
         print("connector:", type(session.connector).__name__)
-        stats = getattr(session.connector, "statistics", None)
-        if stats is not None:
-            s = stats()
+        s = pool_statistics(session.connector)  # None when not instrumented
+        if s is not None:
             print(f"created={s.created} reused={s.reused} releases={dict(s.releases)}")
     await runner.cleanup()
 

@@ -10,7 +10,8 @@ import pytest
 from aiohttp import BaseConnector, ClientResponse
 
 from aiohttp_pool_otel import ReleaseReason
-from aiohttp_pool_otel import _aiohttp_adapter as adapter
+from aiohttp_pool_otel._aiohttp import classify, probe
+from aiohttp_pool_otel._aiohttp.hooks import state_of
 
 from .conftest import Server, Telemetry
 
@@ -21,7 +22,7 @@ STATE = ["_conns", "_acquired", "_waiters", "_limit", "_limit_per_host", "_force
 
 
 def test_adapter_finds_everything_it_needs() -> None:
-    assert adapter.MISSING_INTERNALS == []
+    assert probe.MISSING_INTERNALS == []
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -31,7 +32,7 @@ def test_connector_method(name: str) -> None:
 
 def test_queue_method_matches_the_version() -> None:
     has = hasattr(BaseConnector, "_wait_for_available_connection")
-    assert has == (adapter.AIOHTTP_VERSION >= (3, 10, 11)) == adapter.HAS_WAIT_METHOD
+    assert has == (probe.AIOHTTP_VERSION >= (3, 10, 11)) == probe.HAS_WAIT_METHOD
 
 
 @pytest.mark.parametrize("name", STATE)
@@ -54,7 +55,7 @@ def test_release_callers_are_the_methods_aiohttp_calls_from() -> None:
                       (ClientResponse, "close"), (ClientResponse, "__del__"),
                       (Connection, "__del__")]:  # fmt: skip
         code = getattr(cls, name).__code__
-        assert code in adapter._REASON_OF_CALLER, (cls, name)
+        assert code in classify._REASON_OF_CALLER, (cls, name)
 
 
 async def test_protocol_payload_is_at_eof_when_the_body_completed(server: Server) -> None:
@@ -79,7 +80,8 @@ async def test_connection_and_key_shape(telemetry: Telemetry, server: Server) ->
         assert conn._protocol is conn.protocol
         key = conn._key
         assert (key.host, key.port, key.is_ssl) == ("127.0.0.1", server.port, False)
-        assert adapter.record_of(conn.protocol) is not None
+        state = state_of(connector)
+        assert state is not None and state.records.get(conn.protocol) is not None
         resp.close()
 
 

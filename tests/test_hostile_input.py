@@ -14,6 +14,7 @@ from aiohttp.abc import AbstractResolver
 
 from aiohttp_pool_otel import OpenTelemetryTCPConnector, create_pool_trace_config
 from aiohttp_pool_otel import semconv as sc
+from aiohttp_pool_otel._aiohttp.hooks import state_of
 
 from .conftest import Server, Telemetry, start_server
 
@@ -90,13 +91,14 @@ async def test_many_distinct_hosts_stay_bounded(telemetry: Telemetry, server: Se
     connector = telemetry.connector(
         max_hosts=20, force_close=True, resolver=LoopbackResolver(), use_dns_cache=False
     )
-    pool = connector._pool_otel
+    pool = state_of(connector)
+    assert pool is not None
     async with aiohttp.ClientSession(connector=connector) as session:
         for i in range(600):
             async with session.get(f"http://h{i}.test:{server.port}/small") as resp:
                 await resp.read()
-            assert len(pool._hosts) <= 20
-            assert len(pool._by_key) <= 80
+            assert len(pool.hosts.records()) <= 21  # max_hosts + _OTHER
+            assert len(pool.hosts._by_key) <= 80
         # Held connections to many hosts: the ones beyond max_hosts fold into _OTHER.
         held = [await session.get(f"http://held{i}.test:{server.port}/endless")
                 for i in range(30)]  # fmt: skip
@@ -117,7 +119,7 @@ async def test_many_distinct_hosts_stay_bounded(telemetry: Telemetry, server: Se
         ({"limit": -1}, "limit must be an integer >= 0"),
         ({"limit_per_host": -5}, "limit_per_host must be an integer >= 0"),
         ({"limit": "10"}, "limit must be an integer"),
-        ({"max_hosts": 0}, "max_hosts must be an integer >= 1, got 0"),
+        ({"max_hosts": 0}, "max_hosts must be an integer from 1 to 100000, got 0"),
         ({"max_hosts": True}, "max_hosts"),
         ({"tracer_provider": "nope"}, "tracer_provider must be"),
         ({"meter_provider": object()}, "meter_provider must be"),

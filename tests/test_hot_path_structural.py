@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from aiohttp_pool_otel import OpenTelemetryTCPConnector, ReleaseReason
-from aiohttp_pool_otel import _aiohttp_adapter as adapter
+from aiohttp_pool_otel._aiohttp import hooks, probe
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -179,7 +179,7 @@ async def test_reuse_and_release_call_no_sdk_instrument(
     assert released == hot
 
 
-@pytest.mark.skipif(not adapter.HAS_WAIT_METHOD, reason="aiohttp < 3.10.11 queues in connect()")
+@pytest.mark.skipif(not probe.HAS_WAIT_METHOD, reason="aiohttp < 3.10.11 queues in connect()")
 async def test_default_connector_adds_no_coroutine_to_connect(providers: Providers) -> None:
     """By default connect() is aiohttp's own: the plugin adds no coroutine per request.
     Options that need every acquisition seen hook it; a subclass's connect() stays."""
@@ -192,13 +192,17 @@ async def test_default_connector_adds_no_coroutine_to_connect(providers: Provide
 
     own = Own(meter_provider=providers.mp)
     try:
-        assert default.connect.__func__ is aiohttp.BaseConnector.connect  # type: ignore[attr-defined]
-        assert "connect" not in vars(per_lease) and "connect" not in vars(own)
-        assert own.connect.__func__ is Own.connect  # type: ignore[attr-defined]
+        # Nothing on the instances: a class-level patch of connect() (mock.patch) works.
+        for c in (default, per_lease, own):
+            ours = {k for k, v in vars(c).items() if callable(v) or "pool_otel" in k}
+            assert not ours & set(dir(type(c))), ours
+        assert type(default).connect is aiohttp.BaseConnector.connect
+        assert type(per_lease).connect is not aiohttp.BaseConnector.connect
+        assert isinstance(per_lease, OpenTelemetryTCPConnector)
+        assert type(own).connect is Own.connect
     finally:
         for c in (default, per_lease, own):
             await c.close()
-    assert "connect" not in vars(default)  # closing dropped the bound method (a cycle)
 
 
 async def test_eof_releases_are_classified_without_the_stack(
@@ -207,20 +211,20 @@ async def test_eof_releases_are_classified_without_the_stack(
     """Releases by EOF (every request of the mix) take the two-read test, never the
     stack walk that names the rarer releases."""
     walks: list[bool] = []
-    original = adapter.classify_by_caller
+    original = hooks.classify_by_caller
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         walks.append(True)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(adapter, "classify_by_caller", counting)
+    monkeypatch.setattr(hooks, "classify_by_caller", counting)
     connector = OpenTelemetryTCPConnector(meter_provider=providers.mp)
     async with aiohttp.ClientSession(connector=connector) as session:
         await _request_mix(session, base_url, rounds=2)
         resp = await session.get(f"{base_url}/body")  # released before EOF: walks
         resp.release()
         stats = connector.statistics()
-    expected_walks = 0 if adapter.EXPLICIT_SHOULD_CLOSE else sum(stats.releases.values())
+    expected_walks = 0 if probe.EXPLICIT_SHOULD_CLOSE else sum(stats.releases.values())
     assert len(walks) == max(expected_walks, 1)
     assert stats.releases[ReleaseReason.EOF] == 2 * 4 + 2 * 4
     assert stats.releases[ReleaseReason.RELEASE] == 1
@@ -311,20 +315,18 @@ async def test_the_connector_adds_no_trace_config(providers: Providers) -> None:
         await session.close()
 
 
-async def test_the_instrumentor_adds_no_trace_config_when_told_not_to(
+async def test_the_instrumentor_adds_no_trace_config_and_builds_no_connector(
     providers: Providers,
 ) -> None:
     pytest.importorskip("opentelemetry.instrumentation")
     from aiohttp_pool_otel import AioHttpConnectionPoolInstrumentor
 
     instrumentor = AioHttpConnectionPoolInstrumentor()
-    instrumentor.instrument(
-        tracer_provider=providers.tp, meter_provider=providers.mp, trace_config=False
-    )
+    instrumentor.instrument(tracer_provider=providers.tp, meter_provider=providers.mp)
     try:
         session = aiohttp.ClientSession()
         try:
-            assert isinstance(session.connector, OpenTelemetryTCPConnector)
+            assert type(session.connector) is aiohttp.TCPConnector
             assert session._trace_configs == []
         finally:
             await session.close()

@@ -52,7 +52,7 @@ def test_py_typed_is_shipped() -> None:
 def test_private_aiohttp_internals_are_touched_in_the_adapter_only() -> None:
     offenders = []
     for path in SRC.rglob("*.py"):
-        if path.name == "_aiohttp_adapter.py":
+        if path.parent.name == "_aiohttp":  # the adapter package
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Attribute) and node.attr in PRIVATE_AIOHTTP_NAMES:
