@@ -24,6 +24,8 @@ VARIANTS: dict[str, str] = {
     "plugin-metrics": "OpenTelemetryTCPConnector, SDK MeterProvider, no tracing, no trace config",
     "plugin-connector": "OpenTelemetryTCPConnector, SDK meters + tracing at 100%, no trace config",
     "plugin-traced": "OpenTelemetryTCPConnector + create_pool_trace_config, tracing at 100%",
+    "instrumentor": "aiohttp.TCPConnector under AioHttpConnectionPoolInstrumentor, SDK meters "
+    "+ tracing at 100% (the zero-code route)",
     "plugin-all-leases": "plugin-traced with trace_all_leases=True (a lease span per request)",
     "plugin-hold-time": "plugin-metrics with record_hold_time=True (a histogram per release)",
     "plugin-unsampled": "plugin-traced, every request under an unsampled parent span",
@@ -171,6 +173,15 @@ def build(
             return built
 
     from aiohttp_pool_otel import OpenTelemetryTCPConnector, create_pool_trace_config
+
+    if name == "instrumentor":
+        from aiohttp_pool_otel import AioHttpConnectionPoolInstrumentor
+
+        instrumentor = AioHttpConnectionPoolInstrumentor()
+        instrumentor.instrument(tracer_provider=tp, meter_provider=mp)
+        built._shutdown.append(instrumentor.uninstrument)
+        built.connector = aiohttp.TCPConnector(**kw)  # built after instrument(): covered
+        return built
 
     built.connector = OpenTelemetryTCPConnector(
         tracer_provider=tp,
