@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -283,6 +284,7 @@ async def test_class_patch_of_connect_after_the_connector_exists_is_honoured(
     async with aiohttp.ClientSession(connector=connector) as session:
         # Used first, so whatever per-connector state the plugin keeps already exists.
         assert await read(session, server.url("/small")) == b"hello"
+        assert pool_statistics(connector) is not None, "the connector is covered"
         patch = (
             mock.patch("aiohttp.client.TCPConnector.connect", side_effect=Patched())
             if how == "mock.patch"
@@ -374,6 +376,10 @@ def test_session_loop_argument_behaves_as_without_the_plugin(
     assert plain_error.startswith("RuntimeError: Session and connector has to use same event loop")
 
 
+@pytest.mark.skipif(
+    "ssl_shutdown_timeout" not in inspect.signature(aiohttp.ClientSession).parameters,
+    reason="this aiohttp has no ssl_shutdown_timeout",
+)
 async def test_ssl_shutdown_timeout_behaves_as_without_the_plugin(
     pool_instrumentor: PoolInstrumentor,
 ) -> None:
@@ -432,7 +438,8 @@ def root_pool_spans(telemetry: Telemetry) -> list[str]:
 
 async def one_dial(
     route: str, telemetry: Telemetry, pool: PoolInstrumentor, url: str, **options: Any
-) -> None:
+) -> aiohttp.TCPConnector:
+    """One request that dials; returns its (closed) connector."""
     if route == "instrumentor":
         if not pool.instrumentor.is_instrumented_by_opentelemetry:
             pool.instrument(**options)
@@ -441,6 +448,7 @@ async def one_dial(
         connector = telemetry.connector(**options)
     async with aiohttp.ClientSession(connector=connector) as session:
         assert await read(session, url) == b"hello"
+    return connector
 
 
 ROUTES = ["instrumentor", "opentelemetry-connector"]
@@ -471,8 +479,11 @@ async def test_no_root_pool_span_under_a_no_op_request_tracer(
     route: str, pool_instrumentor: PoolInstrumentor, telemetry: Telemetry, server: Server,
 ) -> None:  # fmt: skip
     AioHttpClientInstrumentor().instrument(tracer_provider=trace.NoOpTracerProvider())
-    await one_dial(route, telemetry, pool_instrumentor, server.url("/small"))
+    connector = await one_dial(route, telemetry, pool_instrumentor, server.url("/small"))
     assert root_pool_spans(telemetry) == []
+    # The pool was covered all the same (the rule silenced its spans, nothing else).
+    stats = pool_statistics(connector)
+    assert stats is not None and stats.created == 1
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -522,11 +533,18 @@ def mock_protocol() -> mock.Mock:
     return proto
 
 
-async def request_through_mock_protocol(connector: aiohttp.TCPConnector, url: str) -> str:
-    """The outcome of a request whose connection is a Mock (aiohttp cannot finish it)."""
-    with mock.patch.object(
-        connector, "_create_connection", mock.AsyncMock(return_value=mock_protocol())
-    ):
+async def request_through_mock_protocol(
+    connector: aiohttp.TCPConnector, url: str, mocked: str
+) -> str:
+    """The outcome of a request whose connection is a Mock (aiohttp cannot finish it).
+
+    ``mocked`` is the connector method replaced on the instance, as aiohttp's own tests
+    do: ``_create_connection`` (returns the protocol) or ``_create_direct_connection``
+    (returns transport and protocol, under the connector's dial).
+    """
+    proto = mock_protocol()
+    result = proto if mocked == "_create_connection" else (proto.transport, proto)
+    with mock.patch.object(connector, mocked, mock.AsyncMock(return_value=result)):
         async with aiohttp.ClientSession(connector=connector) as session:
             try:
                 async with session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as resp:
@@ -536,18 +554,22 @@ async def request_through_mock_protocol(connector: aiohttp.TCPConnector, url: st
             return "completed"
 
 
+@pytest.mark.parametrize("mocked", ["_create_connection", "_create_direct_connection"])
 @pytest.mark.parametrize("route", ["instrumentor", "opentelemetry-connector"])
 async def test_a_mock_connection_makes_the_plugin_log_nothing(
-    route: str, pool_instrumentor: PoolInstrumentor, telemetry: Telemetry, server: Server,
-    caplog: pytest.LogCaptureFixture,
+    route: str, mocked: str, pool_instrumentor: PoolInstrumentor, telemetry: Telemetry,
+    server: Server, caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
-    plain = await request_through_mock_protocol(aiohttp.TCPConnector(), server.url("/small"))
+    url = server.url("/small")
+    plain = await request_through_mock_protocol(aiohttp.TCPConnector(), url, mocked)
     plain_errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     caplog.clear()
+    connector = limited_connector(route, telemetry, pool_instrumentor)
     with caplog.at_level(logging.DEBUG):
-        outcome = await request_through_mock_protocol(
-            limited_connector(route, telemetry, pool_instrumentor), server.url("/small")
-        )
+        outcome = await request_through_mock_protocol(connector, url, mocked)
+    if route == "opentelemetry-connector" or mocked == "_create_direct_connection":
+        # The plugin's dial hook ran and handed on the Mock: it saw it (and kept quiet).
+        assert pool_statistics(connector) is not None, "the plugin saw the mock connection"
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     ours = [r for r in errors if r.name.startswith("aiohttp_pool_otel")]
     assert ours == [], f"the plugin logged: {[r.getMessage() for r in ours]}"
