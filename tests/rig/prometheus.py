@@ -12,6 +12,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 
@@ -26,11 +27,27 @@ def prometheus_binary() -> Optional[str]:
 
 
 class PrometheusServer:
-    """``prometheus`` scraping ``targets`` every second, with its data in a temp dir."""
+    """``prometheus`` scraping ``targets`` every second, with its data in a temp dir.
 
-    def __init__(self, binary: str, targets: list[str]) -> None:
+    ``rule_files``: rule files to load (absolute paths), evaluated every
+    ``evaluation_interval``; ``scrape_interval`` below 1s lets a test sample a pool state
+    that lasts well under a second.
+    """
+
+    def __init__(
+        self,
+        binary: str,
+        targets: list[str],
+        *,
+        rule_files: Sequence[str] = (),
+        scrape_interval: str = "1s",
+        evaluation_interval: str = "1s",
+    ) -> None:
         self.binary = binary
         self.targets = targets
+        self.rule_files = [os.path.abspath(f) for f in rule_files]
+        self.scrape_interval = scrape_interval
+        self.evaluation_interval = evaluation_interval
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._dir = tempfile.mkdtemp(prefix="prom-")
@@ -40,8 +57,11 @@ class PrometheusServer:
         config = os.path.join(self._dir, "prometheus.yml")
         with open(config, "w") as f:
             f.write(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-                "  evaluation_interval: 1s\nscrape_configs:\n  - job_name: plugin\n"
+                f"global:\n  scrape_interval: {self.scrape_interval}\n"
+                f"  scrape_timeout: {self.scrape_interval}\n"
+                f"  evaluation_interval: {self.evaluation_interval}\n"
+                f"rule_files: {json.dumps(self.rule_files)}\n"
+                "scrape_configs:\n  - job_name: plugin\n"
                 f"    static_configs:\n      - targets: {json.dumps(self.targets)}\n"
             )
         self._log = open(os.path.join(self._dir, "log.txt"), "wb")  # noqa: SIM115
@@ -73,15 +93,29 @@ class PrometheusServer:
         with open(os.path.join(self._dir, "log.txt"), "rb") as f:
             return f.read().decode(errors="replace")[-2000:]
 
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        """Instant PromQL query through the HTTP API."""
-        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        with urllib.request.urlopen(url, timeout=5) as r:
+    def _api(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.url}{path}", timeout=5) as r:
             body = json.load(r)
         if body.get("status") != "success":
-            raise AssertionError(f"query failed: {expr}: {body}")
-        result: list[dict[str, Any]] = body["data"]["result"]
+            raise AssertionError(f"{path} failed: {body}")
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """Instant PromQL query through the HTTP API."""
+        result: list[dict[str, Any]] = self._api(
+            "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        )["result"]
         return result
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Active (pending or firing) alerts, from ``/api/v1/alerts``."""
+        alerts: list[dict[str, Any]] = self._api("/api/v1/alerts")["alerts"]
+        return alerts
+
+    def alerting_rules(self) -> list[dict[str, Any]]:
+        """Every loaded alerting rule with its health and last error (``/api/v1/rules``)."""
+        groups = self._api("/api/v1/rules?type=alert")["groups"]
+        return [rule for group in groups for rule in group["rules"]]
 
     def wait_for(
         self,
