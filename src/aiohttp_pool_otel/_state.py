@@ -261,10 +261,12 @@ class PoolState:
             self.view.loop.call_soon_threadsafe(self.reconcile)
 
     def statistics(self) -> PoolStatistics:
-        """Exact statistics: pending facts applied, aiohttp's pool reconciled (loop)."""
-        self.drain()
-        self.reconcile()
-        self.drain()
+        """Exact statistics: on the loop thread, pending facts are applied and aiohttp's
+        pool reconciled first; from another thread, what the books say now."""
+        if self.on_loop_thread():
+            self.drain()
+            self.reconcile()
+            self.drain()
         return statistics_of(take_snapshot(self))
 
     def on_loop_thread(self) -> bool:
