@@ -21,14 +21,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 
 import aiohttp
 from aiohttp import web
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
-    AggregationTemporality,
     MetricExporter,
     MetricExportResult,
     MetricsData,
@@ -37,8 +35,10 @@ from opentelemetry.sdk.metrics.export import (
 
 from aiohttp_pool_otel import OpenTelemetryTCPConnector, ReleaseReason
 
-RUN_SECONDS = 4.0  # the stress stops after this long ...
+RUN_SECONDS = float(os.environ.get("POOL_OTEL_GC_STRESS_SECONDS", "8"))  # the stress stops after this long ...
 MAX_REQUESTS = 6000  # ... or after this many requests
+PORTS = 1  # one host: a finalizer's record hits the very series being collected
+READERS = 6  # several periodic readers (say OTLP and a second backend), 5 ms each
 STALL_SECONDS = 6.0  # the loop made no progress this long: a hang
 CHILD_TIMEOUT = 90.0  # the outer bound (the watchdog should fire long before)
 
@@ -103,13 +103,15 @@ async def _stress(watchdog: _Watchdog) -> dict[str, int]:
     app.router.add_get("/small", _small)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    ports = []
+    for _ in range(PORTS):
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        ports.append(runner.addresses[-1][1])
 
-    exporter = _NullExporter()
-    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=5)
-    meter_provider = MeterProvider(metric_readers=[reader])
+    exporters = [_NullExporter() for _ in range(READERS)]
+    readers = [PeriodicExportingMetricReader(e, export_interval_millis=5) for e in exporters]
+    meter_provider = MeterProvider(metric_readers=readers)
     connector = OpenTelemetryTCPConnector(
         meter_provider=meter_provider, limit=0  # no limit: slots of abandoned responses never block
     )
@@ -126,7 +128,9 @@ async def _stress(watchdog: _Watchdog) -> dict[str, int]:
             issued += 1
             abandon = issued % 2 == 0
             try:
-                resp = await session.get(f"http://127.0.0.1:{port}/{'cut' if abandon else 'small'}")
+                port = ports[issued % len(ports)]
+                path = "cut" if abandon else "small"
+                resp = await session.get(f"http://127.0.0.1:{port}/{path}")
             except aiohttp.ClientError:
                 continue
             if abandon:
@@ -139,9 +143,21 @@ async def _stress(watchdog: _Watchdog) -> dict[str, int]:
                 resp.release()
             del resp
             done += 1
-            watchdog.beat()  # progress: a request completed
 
+    async def progress() -> None:
+        # Progress is both: requests complete (the loop runs) and exports go on (the
+        # reader thread runs). A finalizer stuck on a lock stops the one or the other.
+        seen = (done, *(e.exports for e in exporters))
+        while True:
+            await asyncio.sleep(0.05)
+            now = (done, *(e.exports for e in exporters))
+            if all(n > s for n, s in zip(now, seen)):
+                watchdog.beat()
+                seen = now
+
+    monitor = asyncio.ensure_future(progress())
     await asyncio.gather(*(worker(n) for n in range(8)))
+    monitor.cancel()
     watchdog.beat()  # the shutdown below must not hang either
     gc.collect()
     stats = connector.statistics()
@@ -152,7 +168,7 @@ async def _stress(watchdog: _Watchdog) -> dict[str, int]:
         "completed": done,
         "abandoned": abandoned,
         "gc_releases": stats.releases.get(ReleaseReason.GC, 0),
-        "exports": exporter.exports,
+        "exports": min(e.exports for e in exporters),
     }
 
 
