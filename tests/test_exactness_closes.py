@@ -10,6 +10,7 @@ after the connector closes: ``created == closed`` and one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import aiohttp
@@ -81,10 +82,8 @@ async def test_closed_counts_one_lifetime_per_connection_across_close_shapes(
                 assert books(stats)[0] == books(stats)[1], (path, stats)
             resp = await session.get(server.url("/endless"))
             resp.release()  # unread: aiohttp must close it
-            try:
+            with contextlib.suppress(aiohttp.ClientPayloadError):
                 await _get(session, server.url("/cut"))
-            except aiohttp.ClientPayloadError:
-                pass
             await quiet_point()
             stats = connector.statistics()
             assert books(stats)[0] == books(stats)[1], stats

@@ -35,7 +35,8 @@ from opentelemetry.sdk.metrics.export import (
 
 from aiohttp_pool_otel import OpenTelemetryTCPConnector, ReleaseReason
 
-RUN_SECONDS = float(os.environ.get("POOL_OTEL_GC_STRESS_SECONDS", "8"))  # the stress stops after this long ...
+# The stress stops after this long ...
+RUN_SECONDS = float(os.environ.get("POOL_OTEL_GC_STRESS_SECONDS", "5"))
 MAX_REQUESTS = 6000  # ... or after this many requests
 PORTS = 1  # one host: a finalizer's record hits the very series being collected
 READERS = 6  # several periodic readers (say OTLP and a second backend), 5 ms each

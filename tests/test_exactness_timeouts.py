@@ -1,0 +1,140 @@
+"""Issue 11, defect 4: a request that raised aiohttp's timeout while queued for a slot is a
+pool-wait timeout, every time, whatever the timeout's shape, and only then.
+
+The truth is what the caller got: the count of timeout exceptions the callers saw equals
+``statistics().timeouts`` and the number of wait spans with ``error.type=pool_wait_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+from opentelemetry.trace import StatusCode
+
+from aiohttp_pool_otel import semconv as sc
+
+from .conftest import Server, Telemetry, start_server
+from .exactness_helpers import SpanLedger, quiet_point, wait_until
+
+QUEUED = 6
+
+
+@pytest.fixture
+async def hold_server() -> AsyncIterator[tuple[Server, asyncio.Event]]:
+    """``/hold`` answers when the test sets the event (bounded), ``/small`` at once."""
+    release = asyncio.Event()
+
+    async def hold(request: web.Request) -> web.Response:
+        try:
+            await asyncio.wait_for(release.wait(), 15)
+        except asyncio.TimeoutError:
+            pass
+        return web.Response(text="held")
+
+    async def small(request: web.Request) -> web.Response:
+        return web.Response(text="hello")
+
+    app = web.Application()
+    app.router.add_get("/hold", hold)
+    app.router.add_get("/small", small)
+    srv = await start_server(app)
+    yield srv, release
+    release.set()
+    await srv.runner.cleanup()
+
+
+SHAPES = {
+    "total-only": aiohttp.ClientTimeout(total=0.2),
+    "connect": aiohttp.ClientTimeout(total=5, connect=0.2),
+    "sock-connect-and-total": aiohttp.ClientTimeout(total=0.2, sock_connect=5),
+}
+
+
+@pytest.mark.parametrize("slow_processor", [False, True], ids=["", "slow-on-start"])
+@pytest.mark.parametrize("shape", list(SHAPES))
+async def test_every_caller_observed_wait_timeout_is_counted(
+    telemetry: Telemetry,
+    hold_server: tuple[Server, asyncio.Event],
+    shape: str,
+    slow_processor: bool,
+) -> None:
+    server, release = hold_server
+    ledger = SpanLedger(on_start_delay=0.002 if slow_processor else 0.0)
+    telemetry.tracer_provider.add_span_processor(ledger)
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    connector = telemetry.connector(limit_per_host=1)
+    timeout = SHAPES[shape]
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def holder() -> None:
+            async with session.get(server.url("/hold")) as resp:
+                await resp.read()
+
+        async def queued() -> str:
+            with tracer.start_as_current_span("request"):
+                try:
+                    async with session.get(server.url("/small"), timeout=timeout) as resp:
+                        await resp.read()
+                        return "ok"
+                except asyncio.TimeoutError:  # aiohttp's timeout errors are these
+                    return "timeout"
+
+        hold = asyncio.ensure_future(holder())
+        await wait_until(lambda: connector.statistics().active == 1, what="slot held")
+        outcomes = await asyncio.gather(*(queued() for _ in range(QUEUED)))
+        release.set()
+        await hold
+        await quiet_point()
+        stats = connector.statistics()
+    await quiet_point()
+    observed = outcomes.count("timeout")
+    assert observed == QUEUED, outcomes  # the slot was held throughout: all timed out
+    waits = ledger.spans(sc.SPAN_WAIT)
+    timed_out = [s for s in waits if s.attributes.get(sc.ERROR_TYPE) == "pool_wait_timeout"]
+    assert stats.timeouts == observed, (stats.timeouts, observed)
+    assert len(timed_out) == observed, [(s.attributes.get(sc.ERROR_TYPE), s.status) for s in waits]
+    assert all(s.status.status_code is StatusCode.ERROR for s in timed_out)
+    assert ledger.unended() == [] and ledger.ended_twice() == []
+
+
+async def test_a_callers_cancellation_while_queued_is_not_a_timeout(
+    telemetry: Telemetry, hold_server: tuple[Server, asyncio.Event]
+) -> None:
+    server, release = hold_server
+    ledger = SpanLedger()
+    telemetry.tracer_provider.add_span_processor(ledger)
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    connector = telemetry.connector(limit_per_host=1)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def holder() -> None:
+            async with session.get(server.url("/hold")) as resp:
+                await resp.read()
+
+        async def queued() -> None:
+            with tracer.start_as_current_span("request"):
+                timeout = aiohttp.ClientTimeout(total=10, connect=5)
+                async with session.get(server.url("/small"), timeout=timeout) as resp:
+                    await resp.read()
+
+        hold = asyncio.ensure_future(holder())
+        await wait_until(lambda: connector.statistics().active == 1, what="slot held")
+        tasks = [asyncio.ensure_future(queued()) for _ in range(3)]
+        await wait_until(lambda: connector.statistics().waiting == 3, what="queued")
+        for t in tasks:
+            t.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(r, asyncio.CancelledError) for r in results), results
+        release.set()
+        await hold
+        await quiet_point()
+        stats = connector.statistics()
+    assert stats.timeouts == 0, stats
+    waits = ledger.spans(sc.SPAN_WAIT)
+    assert len(waits) == 3
+    assert all(s.attributes.get(sc.ERROR_TYPE) != "pool_wait_timeout" for s in waits)
+    assert ledger.unended() == [] and ledger.ended_twice() == []
