@@ -1,0 +1,180 @@
+"""Issue 11, defect 5: every span the plugin starts ends exactly once, whatever the
+providers, the server or the caller do: the connector closed during a dial, a meter whose
+histogram ``record`` raises, a caller's cancellation while dialling, GC of an unclosed
+response. A span processor counts ``on_start`` / ``on_end`` per span id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
+from opentelemetry.trace import StatusCode
+
+from aiohttp_pool_otel import OpenTelemetryTCPConnector
+from aiohttp_pool_otel import semconv as sc
+
+from .conftest import Server, Telemetry, start_server
+from .exactness_helpers import HostileMeterProvider, SpanLedger, books, quiet_point, wait_until
+
+# A name only our resolver knows; it resolves to the loopback server.
+HOST = "pool-otel-exactness.test"
+
+
+class GateResolver(AbstractResolver):
+    """A real resolver (aiohttp's interface) that answers 127.0.0.1 once ``gate`` opens:
+    holds a dial in progress for as long as the test needs."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.entered.set()
+        await asyncio.wait_for(self.gate.wait(), 15)  # bounded
+        return [
+            ResolveResult(
+                hostname=host, host="127.0.0.1", port=port, family=socket.AF_INET,
+                proto=0, flags=socket.AI_NUMERICHOST,
+            )
+        ]  # fmt: skip
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def ledger(telemetry: Telemetry) -> SpanLedger:
+    led = SpanLedger()
+    telemetry.tracer_provider.add_span_processor(led)
+    return led
+
+
+@pytest.fixture
+async def srv() -> AsyncIterator[Server]:
+    s = await start_server()
+    yield s
+    await s.runner.cleanup()
+
+
+async def test_connector_closed_during_a_dial_ends_every_span(
+    telemetry: Telemetry, ledger: SpanLedger, srv: Server
+) -> None:
+    resolver = GateResolver()
+    connector = telemetry.connector(resolver=resolver, use_dns_cache=False)
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    session = aiohttp.ClientSession(connector=connector)
+
+    async def request() -> Any:
+        with tracer.start_as_current_span("request"):
+            async with session.get(f"http://{HOST}:{srv.port}/small") as resp:
+                return await resp.read()
+
+    task = asyncio.ensure_future(request())
+    await asyncio.wait_for(resolver.entered.wait(), 15)
+    await connector.close()  # while the dial is in progress ...
+    resolver.gate.set()  # ... which then completes: aiohttp drops the new connection
+    result = await asyncio.gather(task, return_exceptions=True)
+    assert isinstance(result[0], aiohttp.ClientError), result
+    await session.close()
+    await quiet_point()
+    assert ledger.unended() == [], f"spans never ended: {ledger.unended()}"
+    assert ledger.ended_twice() == []
+    creates = ledger.spans(sc.SPAN_CREATE)
+    assert len(creates) == 1
+    assert creates[0].status.status_code is StatusCode.ERROR, creates[0].status
+    stats = connector.statistics()
+    assert stats.created == stats.closed, stats  # the dropped connection was closed
+
+
+async def test_caller_cancelling_a_dial_ends_every_span(
+    telemetry: Telemetry, ledger: SpanLedger, srv: Server
+) -> None:
+    resolver = GateResolver()
+    connector = telemetry.connector(resolver=resolver, use_dns_cache=False)
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def request() -> Any:
+            with tracer.start_as_current_span("request"):
+                async with session.get(f"http://{HOST}:{srv.port}/small") as resp:
+                    return await resp.read()
+
+        task = asyncio.ensure_future(request())
+        await asyncio.wait_for(resolver.entered.wait(), 15)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        resolver.gate.set()
+        await quiet_point()
+        stats = connector.statistics()
+        assert (stats.connecting, stats.active) == (0, 0), stats
+    await quiet_point()
+    assert ledger.unended() == [] and ledger.ended_twice() == []
+    creates = ledger.spans(sc.SPAN_CREATE)
+    assert [c.status.status_code for c in creates] == [StatusCode.ERROR]
+
+
+async def test_a_histogram_whose_record_raises_leaves_no_span_open(
+    telemetry: Telemetry, ledger: SpanLedger, srv: Server
+) -> None:
+    # Spans to the real tracer, metrics to a meter whose every histogram record raises.
+    connector = OpenTelemetryTCPConnector(
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=HostileMeterProvider(),
+        limit_per_host=1,
+        record_hold_time=True,
+    )
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def request(path: str) -> bytes:
+            with tracer.start_as_current_span("request"):
+                async with session.get(srv.url(path)) as resp:
+                    return await resp.read()
+
+        # /close: every request dials (create_time), queues behind the others
+        # (wait_time) and closes its connection (connection.duration): each a record
+        # that raises.
+        bodies = await asyncio.gather(*(request("/close") for _ in range(4)))
+        bodies += await asyncio.gather(*(request("/small") for _ in range(3)))
+        assert bodies == [b"bye"] * 4 + [b"hello"] * 3  # telemetry never breaks requests
+        await quiet_point()
+        stats = connector.statistics()
+        assert stats.timeouts == 0 and books(stats)[0] == books(stats)[1], stats
+    await quiet_point()
+    assert ledger.unended() == [], f"spans never ended: {ledger.unended()}"
+    assert ledger.ended_twice() == []
+    assert len(ledger.spans(sc.SPAN_WAIT)) >= 3  # the queued acquisitions had spans
+
+
+async def test_gc_of_an_unclosed_response_ends_its_lease_span(
+    telemetry: Telemetry, ledger: SpanLedger, srv: Server
+) -> None:
+    connector = telemetry.connector(trace_all_leases=True)
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    async with aiohttp.ClientSession(connector=connector) as session:
+        with tracer.start_as_current_span("request"):
+            resp = await session.get(srv.url("/cut"))  # the server drops it mid-body
+        cycle: list[Any] = [resp]
+        cycle.append(cycle)  # only the cyclic GC can free it
+        del resp, cycle
+        await wait_until(
+            lambda: connector.statistics().active == 0 or gc.collect() < 0, what="GC release"
+        )
+        await quiet_point()
+        stats = connector.statistics()
+        assert books(stats)[0] == books(stats)[1], stats
+    await quiet_point()
+    assert ledger.unended() == [] and ledger.ended_twice() == []
+    leases = ledger.spans(sc.SPAN_LEASE)
+    assert [s.attributes.get(sc.RELEASE_REASON) for s in leases] == ["gc"]
