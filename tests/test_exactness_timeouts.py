@@ -8,6 +8,7 @@ The truth is what the caller got: the count of timeout exceptions the callers sa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -29,10 +30,8 @@ async def hold_server() -> AsyncIterator[tuple[Server, asyncio.Event]]:
     release = asyncio.Event()
 
     async def hold(request: web.Request) -> web.Response:
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(release.wait(), 15)
-        except asyncio.TimeoutError:
-            pass
         return web.Response(text="held")
 
     async def small(request: web.Request) -> web.Response:
