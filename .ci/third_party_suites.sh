@@ -121,8 +121,11 @@ compare_suite() {  # compare_suite NAME DIR PYTEST-ARGS...
   local name=$1 dir=$2 t0 verdict rc=0
   shift 2
   t0=$(date +%s)
-  run_pytest "$dir" "$OUT/$name-plain.xml" "$OUT/$name-plain.json" no "$@"
+  # Both runs at once (two processes: a CI machine has 2 cores); each writes its own files.
+  run_pytest "$dir" "$OUT/$name-plain.xml" "$OUT/$name-plain.json" no "$@" &
+  local plain_pid=$!
   run_pytest "$dir" "$OUT/$name-plugin.xml" "$OUT/$name-plugin.json" yes "$@"
+  wait "$plain_pid"
   local compare=("$VENV/bin/python" "$HERE/compare_outcomes.py" "$name" "$OUT/$name-plain.xml"
     "$OUT/$name-plugin.xml" "$OUT/$name-plugin.json" "$HERE/allowed_differences.txt")
   mapfile -t regressed < <("${compare[@]}" | sed -n 's/^REGRESSED //p')

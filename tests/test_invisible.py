@@ -577,6 +577,50 @@ async def test_a_mock_connection_makes_the_plugin_log_nothing(
     assert outcome == plain, "the request ends as it does without the plugin"
 
 
+async def connect_with_a_mock_request(connector: aiohttp.BaseConnector, queued: bool) -> str:
+    """What aiohttp's own connector tests do (``test_cancelled_waiter``): ``connect()`` with
+    a Mock request whose connection key is a plain string, the dial replaced on the
+    instance, and (``queued``) the only slot taken, the waiting acquisition cancelled."""
+    req = mock.Mock()
+    req.connection_key = "key"
+    proto = mock_protocol()
+
+    async def create_connection(req: Any, traces: Any = None, timeout: Any = None) -> Any:
+        return proto
+
+    connector._create_connection = create_connection  # type: ignore[method-assign]
+    if queued:
+        connector._acquired.add(mock_protocol())
+    task = asyncio.ensure_future(connector.connect(req, [], aiohttp.ClientTimeout()))
+    if queued:
+        await asyncio.sleep(0)
+        task.cancel()
+    try:
+        connection = await task
+        connection.release()
+        outcome = "connected and released"
+    except BaseException as error:  # the cancellation is the expected outcome when queued
+        outcome = type(error).__name__
+    await connector.close()
+    return outcome
+
+
+@pytest.mark.parametrize("queued", [False, True], ids=["dials", "queues"])
+@pytest.mark.parametrize("route", ["instrumentor", "opentelemetry-connector"])
+async def test_a_mock_request_with_a_string_key_makes_the_plugin_log_nothing(
+    route: str, queued: bool, pool_instrumentor: PoolInstrumentor, telemetry: Telemetry,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    plain = await connect_with_a_mock_request(aiohttp.TCPConnector(limit=1), queued)
+    caplog.clear()
+    connector = limited_connector(route, telemetry, pool_instrumentor)
+    with caplog.at_level(logging.DEBUG):
+        outcome = await connect_with_a_mock_request(connector, queued)
+    ours = [r for r in caplog.records if r.name.startswith("aiohttp_pool_otel")]
+    assert [r.getMessage() for r in ours if r.levelno >= logging.ERROR] == []
+    assert outcome == plain, "connect() ends as it does without the plugin"
+
+
 # --- 7. uninstrument() restores aiohttp exactly --------------------------------------------
 
 

@@ -55,10 +55,15 @@ class _ErrorCounter(logging.Handler):
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(f"{record.name}: {record.getMessage()}")
+        where = _State.current_test or "outside any test"
+        error = ""
+        if record.exc_info and record.exc_info[1] is not None:
+            error = f" [{type(record.exc_info[1]).__name__}: {record.exc_info[1]}]"
+        self.messages.append(f"{where}: {record.name}: {record.getMessage()}{error}")
 
 
 class _State:
+    current_test: Optional[str] = None
     instrumentor: Optional[Any] = None
     exporter: Optional[InMemorySpanExporter] = None
     reader: Optional[InMemoryMetricReader] = None
@@ -81,6 +86,16 @@ def pytest_configure(config: pytest.Config) -> None:
     _State.instrumentor.instrument(
         tracer_provider=_State.tracer_provider, meter_provider=_State.meter_provider
     )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: Optional[pytest.Item]) -> Any:
+    """Remember which test is running, to name it in an error the plugin logs."""
+    _State.current_test = item.nodeid
+    try:
+        return (yield)
+    finally:
+        _State.current_test = None
 
 
 def _metric_points(reader: InMemoryMetricReader) -> int:
