@@ -115,15 +115,26 @@ class PoolState:
     ) -> None:
         """aiohttp gave a held connection back (loop thread, never a finalizer)."""
         try:
-            self._count(protocol, record, reason, outcome)
             if (
-                outcome is _POOLED
-                and record.span is None
+                reason is _EOF
+                and outcome is _POOLED
+                and record.uses
                 and record.lease_started_at is None
+                and record.span is None
                 and not self.per_lease_work
             ):
-                return  # the common case: nothing more to say
-            self._emit(ReleaseFact.of(protocol, record, reason, phase, outcome))
+                # Almost every request: a reuse back to the pool at EOF, with nothing
+                # more to say. _count() inlined: a call is ~10 % of the plugin's cost.
+                host = record.host
+                host.eof_pooled += 1
+                host.reused += 1
+                record.uses += 1
+                return
+            self._count(protocol, record, reason, outcome)
+            if outcome is _CLOSED or record.span is not None or self.per_lease_work:
+                self._emit(ReleaseFact.of(protocol, record, reason, phase, outcome))
+            elif record.lease_started_at is not None:  # a first lease: nothing to emit
+                record.lease_started_at = None
         except Exception:
             report_internal_error("released")
 
@@ -197,8 +208,8 @@ class PoolState:
         """Count the connections aiohttp closed without a release (loop thread)."""
         try:
             records = self.records
-            if not records:
-                return
+            if len(records) <= self.view.open_count():
+                return  # nothing was closed behind our back (the usual case, cheap)
             alive = self.view.open_protocols()
             lost = [
                 (p, r)

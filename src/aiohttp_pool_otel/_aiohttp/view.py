@@ -12,6 +12,7 @@ import asyncio
 from typing import Any, NamedTuple, Optional
 
 from aiohttp import BaseConnector
+from aiohttp.connector import _TransportPlaceholder
 
 from .._records import HostId
 
@@ -28,8 +29,13 @@ class PoolRead(NamedTuple):
 
 def identify(key: Any) -> HostId:
     """``(host, port, scheme)`` of an aiohttp ``ConnectionKey``: never its repr, which
-    holds proxy credentials."""
-    return (str(key.host), key.port, "https" if key.is_ssl else "http")
+    holds proxy credentials. Anything else (a test's stand-in) is nobody we can name."""
+    host = getattr(key, "host", None)
+    if host is None:
+        return ("_UNKNOWN", None, "")
+    port = getattr(key, "port", None)
+    scheme = "https" if getattr(key, "is_ssl", False) else "http"
+    return (str(host), port if isinstance(port, int) else None, scheme)
 
 
 class PoolView:
@@ -68,6 +74,12 @@ class PoolView:
         for conns in connector._conns.values():
             alive.update(proto for proto, _ in conns)
         return alive
+
+    def open_count(self) -> int:
+        """How many connections aiohttp holds or pools now (loop thread)."""
+        connector = self._connector
+        held = sum(1 for p in connector._acquired if not isinstance(p, _TransportPlaceholder))
+        return held + sum(len(c) for c in connector._conns.values())
 
     @staticmethod
     def is_connected(protocol: Any) -> bool:
