@@ -160,6 +160,15 @@ class AcquisitionEvents:
             report_internal_error("dial_finished")
         self._record(state.meters.create_time, now - acq.started, acq)
 
+    def dial_discarded(self, acq: Acquisition, protocol: Any, key: Any) -> None:
+        """A dial returned after the connector closed: aiohttp closes it unused, and the
+        caller gets ``ClientConnectionError``. Opened and closed; no lease."""
+        state = self._state
+        state.new_record(protocol, key, _monotonic())
+        span, acq.create_span = acq.create_span, None
+        self._spans.fail(span, ConnectionError("connector closed"), "connector_closed")
+        state.closed_unused(protocol)
+
     # --- per-lease work (only with options that need every acquisition) ------------
 
     def acquired(

@@ -230,11 +230,11 @@ class PoolState:
             if not threadsafe:
                 report_internal_error("reconcile")
 
-    def reconcile_closed_dial(self, protocol: Any) -> None:
-        """A dial ended after the connector closed: aiohttp closes it unused."""
-        record = self.records.get(protocol)
+    def closed_unused(self, protocol: Any) -> None:
+        """A connection closes before any request held it (its lifetime is recorded)."""
+        record = self.records.pop(protocol, None)
         if record is not None:
-            self._count(protocol, record, _CONNECTOR_CLOSED, _CLOSED)
+            record.host.closed += 1
             self._emit(ReleaseFact.of(protocol, record, _CONNECTOR_CLOSED, None, _CLOSED))
 
     def connector_closed(self, held: list[Any], in_finalizer: bool) -> None:

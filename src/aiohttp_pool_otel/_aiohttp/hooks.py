@@ -201,9 +201,10 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
         finally:
             events.dial_ended(acq, token)
         try:
-            events.dial_finished(acq, protocol, key, state.view.peer(protocol))
             if self._closed:  # aiohttp closes it as soon as we return: no request gets it
-                state.reconcile_closed_dial(protocol)
+                events.dial_discarded(acq, protocol, key)
+            else:
+                events.dial_finished(acq, protocol, key, state.view.peer(protocol))
         except Exception:
             report_internal_error("dial_finished")
         return protocol
