@@ -18,7 +18,7 @@ from opentelemetry import trace
 from . import semconv as sc
 from ._errors import report_internal_error
 from ._meters import NO_EXEMPLAR
-from ._records import Acquisition, Attributes, ConnectionRecord, HostId
+from ._records import Acquisition, Attributes, ConnectionRecord
 from ._spans import SpanEmitter
 
 if TYPE_CHECKING:
@@ -214,19 +214,10 @@ class AcquisitionEvents:
 
     def _describe_pool(self, span: Any) -> None:
         """A bounded picture of the pool on a wait span that timed out."""
-        from ._snapshot import take_snapshot
+        from ._snapshot import oldest_lease_ages, take_snapshot
 
         snap = take_snapshot(self._state)
-        now = _monotonic()
-        # The age of a lease whose start was not seen is unknown: no age is given for
-        # a host (or the pool) holding one, rather than a wrong one.
-        oldest: dict[HostId, Optional[float]] = {}
-        for record in snap.held or ():
-            identity, started = record.host.identity, record.lease_started_at
-            if started is None:
-                oldest[identity] = None
-            elif identity not in oldest or oldest[identity] is not None:
-                oldest[identity] = max(oldest.get(identity) or 0.0, now - started)
+        oldest = oldest_lease_ages(snap, _monotonic())
         attributes: Attributes = {
             sc.POOL_ACTIVE: sum(h.active for h in snap.hosts),
             sc.POOL_IDLE: sum(h.idle for h in snap.hosts),

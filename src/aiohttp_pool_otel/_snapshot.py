@@ -115,6 +115,20 @@ def take_snapshot(state: PoolState) -> PoolSnapshot:
     )
 
 
+def oldest_lease_ages(snap: PoolSnapshot, now: float) -> dict[HostId, Optional[float]]:
+    """Per host, the age of its oldest lease held in ``snap``; ``None`` where a held
+    lease's start was not seen (a reuse without per-lease options): no age rather than
+    a wrong one."""
+    oldest: dict[HostId, Optional[float]] = {}
+    for record in snap.held or ():
+        identity, started = record.host.identity, record.lease_started_at
+        if started is None:
+            oldest[identity] = None
+        elif identity not in oldest or oldest[identity] is not None:
+            oldest[identity] = max(oldest.get(identity) or 0.0, now - started)
+    return oldest
+
+
 def statistics_of(snap: PoolSnapshot) -> PoolStatistics:
     """The public, frozen statistics of a snapshot."""
     per_host: dict[HostId, HostPoolStatistics] = {}
