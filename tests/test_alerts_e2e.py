@@ -49,7 +49,9 @@ ALL_ALERTS = {
 class Stack:
     """A meter provider exported for Prometheus, and a Prometheus evaluating the rules."""
 
-    def __init__(self, meter_provider: Any, exporter_port: int, prometheus: PrometheusServer):
+    def __init__(
+        self, meter_provider: Any, exporter_port: int, prometheus: PrometheusServer
+    ) -> None:
         self.meter_provider = meter_provider
         self.instance = f"127.0.0.1:{exporter_port}"
         self.prometheus = prometheus
