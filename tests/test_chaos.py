@@ -128,9 +128,11 @@ def queue_tracker() -> aiohttp.TraceConfig:
 
     async def start(session: Any, ctx: Any, params: Any) -> None:
         ctx.trace_request_ctx.queued = True
+        ctx.trace_request_ctx.history.append("queued")
 
     async def end(session: Any, ctx: Any, params: Any) -> None:
         ctx.trace_request_ctx.queued = False
+        ctx.trace_request_ctx.history.append("slot")
 
     config.on_connection_queued_start.append(start)
     config.on_connection_queued_end.append(end)
@@ -189,16 +191,24 @@ class Client:
         self.urls = urls
         self.abandoned: list[Any] = []
         self.wait_timeouts = 0  # aiohttp timeouts raised while queued for a slot
+        # trace id -> what a request that failed while it had queued saw (for replay).
+        self.failures: dict[int, dict[str, Any]] = {}
 
     def _observe(self, exc: BaseException, tracker: SimpleNamespace) -> None:
-        if isinstance(exc, asyncio.TimeoutError) and tracker.queued:
+        counted = isinstance(exc, asyncio.TimeoutError) and tracker.queued
+        if counted:
             self.wait_timeouts += 1
+        if tracker.history or counted:
+            self.failures[tracker.trace_id] = {
+                "wait_timeout": counted, "error": type(exc).__name__, "aiohttp": tracker.history,
+                "action": tracker.action, "url": tracker.url, "timeout": tracker.timeout,
+            }  # fmt: skip
 
     async def one(self, session: aiohttp.ClientSession, tracer: Tracer) -> None:
-        with tracer.start_as_current_span("chaos request"):
-            await self._one(session)
+        with tracer.start_as_current_span("chaos request") as span:
+            await self._one(session, span.get_span_context().trace_id)
 
-    async def _one(self, session: aiohttp.ClientSession) -> None:
+    async def _one(self, session: aiohttp.ClientSession, trace_id: int) -> None:
         rng = self.rng
         url = rng.choice(self.urls) + rng.choice(PATHS)
         action = rng.choice(ACTIONS)
@@ -211,7 +221,9 @@ class Client:
             timeout = aiohttp.ClientTimeout(
                 total=0.3 if action == "timeout" else 5.0, connect=rng.choice([None, 0.25, 2.0])
             )
-        tracker = SimpleNamespace(queued=False)
+        tracker = SimpleNamespace(
+            queued=False, history=[], trace_id=trace_id, action=action, url=url, timeout=timeout
+        )
         get = session.get(
             url, timeout=timeout, raise_for_status=action == "raise", trace_request_ctx=tracker
         )
@@ -394,13 +406,20 @@ class Epoch:
             assert len(leases) == ended, (len(leases), ended)
         assert all(sc.RELEASE_REASON in s.attributes for s in leases if s.attributes)
         # Pool-wait timeouts: exactly what the callers got, on stats and on wait spans.
-        assert stats.timeouts == self.wait_timeouts, (name, stats.timeouts, self.wait_timeouts)
         waits = [
             s for s in ledger.spans(sc.SPAN_WAIT)
             if s.attributes.get(sc.POOL_NAME) == name
             and s.attributes.get(sc.ERROR_TYPE) == "pool_wait_timeout"
         ]  # fmt: skip
+        failures = {t: f for c in self.clients for t, f in c.failures.items()}
+        observed = {t for t, f in failures.items() if f["wait_timeout"]}
+        spans = {s.context.trace_id for s in waits if s.context is not None}
+        differ = {
+            f"{t:032x}": failures.get(t, "no error seen by the caller") for t in observed ^ spans
+        }
+        assert not differ, f"pool-wait timeouts, callers vs wait spans, differ: {differ}"
         assert len(waits) == stats.timeouts, (name, len(waits), stats.timeouts)
+        assert stats.timeouts == self.wait_timeouts, (name, stats.timeouts, self.wait_timeouts)
         # Host keys: 3 servers, at most MAX_HOSTS of their own plus _OTHER.
         assert len(stats.hosts) <= MAX_HOSTS + 1, list(stats.hosts)
         if self.sdk:
