@@ -12,7 +12,9 @@ import pytest
 
 ROOT = pathlib.Path(__file__).parent.parent
 
-pytestmark = pytest.mark.timeout(180)
+# Bounds, not goals: on a machine busy with other work `benchmarks.run --quick` took
+# more than 150 s (it takes ~30 s on a quiet one). Speed is never asserted here.
+pytestmark = pytest.mark.timeout(900)
 
 
 def _run(module: str, json_path: pathlib.Path, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -29,7 +31,7 @@ def _run(module: str, json_path: pathlib.Path, timeout: float) -> subprocess.Com
 
 def test_run_quick_has_no_errors_and_the_designed_span_counts(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "run.json"
-    res = _run("benchmarks.run", out, timeout=150)
+    res = _run("benchmarks.run", out, timeout=600)
     assert "quick: OK" in res.stdout
     data = json.loads(out.read_text())
     results = data["results"]
@@ -70,7 +72,7 @@ def test_run_quick_has_no_errors_and_the_designed_span_counts(tmp_path: pathlib.
 
 def test_hotpath_quick_span_counts(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "hotpath.json"
-    res = _run("benchmarks.hotpath", out, timeout=60)
+    res = _run("benchmarks.hotpath", out, timeout=300)
     assert "quick: OK" in res.stdout
     data = json.loads(out.read_text())
     reuse, queued = data["reuse"], data["queued"]
@@ -89,7 +91,7 @@ def test_interleaved_runs_every_goal_variant_without_errors(tmp_path: pathlib.Pa
     res = subprocess.run(
         [sys.executable, "-m", "benchmarks.interleaved", "--rounds", "2", "--block", "150",
          "--check", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=150,
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert res.returncode == 0, f"{res.stdout}\n{res.stderr[-4000:]}"
     data = json.loads(out.read_text())
@@ -117,11 +119,11 @@ def test_instructions_client_runs_every_goal_variant(scenario: str) -> None:
     not needed here): every variant completes its requests against the real server."""
     from benchmarks.server import ServerProcess
 
-    with ServerProcess(max_seconds=120) as srv:
+    with ServerProcess(max_seconds=600) as srv:
         for variant in ("bare", "plugin-metrics", "plugin-connector", "contrib+plugin"):
             res = subprocess.run(
                 [sys.executable, "-m", "benchmarks.instructions", "--client", scenario,
                  variant, srv.url("/small"), "100"],
-                cwd=ROOT, capture_output=True, text=True, timeout=60,
+                cwd=ROOT, capture_output=True, text=True, timeout=300,
             )
             assert res.returncode == 0, (variant, res.stderr[-2000:])

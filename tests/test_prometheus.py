@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from aiohttp_pool_otel import OpenTelemetryTCPConnector
+from aiohttp_pool_otel import OpenTelemetryTCPConnector, ReleaseReason
 
 from .conftest import Server
 from .rig.prometheus import PrometheusServer, prometheus_binary
@@ -137,16 +137,23 @@ async def test_prometheus_sees_the_pool(
             "(rate(aiohttp_client_connection_use_time_seconds_bucket[1m])))",
             lambda r: bool(r) and not math.isnan(float(r[0]["value"][1])),
         )
-        # /late holds its connection ~200 ms.
-        assert 0.1 <= scalar(p50) <= 1.0
+        # /late holds its connection ~200 ms (the upper bound leaves room for a busy
+        # machine: it only says the histogram measures holds, not something else).
+        assert 0.1 <= scalar(p50) <= 5.0
 
         # A leaked response, garbage-collected: the README's leak query needs one.
         leaked = await session.get(server2.url("/cut"))
-        await asyncio.sleep(0.3)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)
             del leaked
             gc.collect()
+        # Wait (bounded) until the plugin counted the gc release, instead of a fixed sleep.
+        for _ in range(300):
+            if connector.statistics().releases.get(ReleaseReason.GC, 0) >= 1:
+                break
+            await asyncio.sleep(0.1)
+            gc.collect()
+        assert connector.statistics().releases.get(ReleaseReason.GC, 0) >= 1
 
         # Every query of the Grafana dashboard and of the README returns data here.
         dashboard = json.loads(DASHBOARD.read_text())
@@ -156,7 +163,7 @@ async def test_prometheus_sees_the_pool(
         empty = []
         for query in queries:
             expr = query.replace("$__rate_interval", "1m")
-            if not prometheus.wait_for(expr, bool, timeout=10):
+            if not prometheus.wait_for(expr, bool, timeout=30):  # bounded, generous
                 empty.append(expr)
         stop.set()
         await asyncio.gather(*workers)
