@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -136,4 +137,54 @@ async def test_a_callers_cancellation_while_queued_is_not_a_timeout(
     waits = ledger.spans(sc.SPAN_WAIT)
     assert len(waits) == 3
     assert all(s.attributes.get(sc.ERROR_TYPE) != "pool_wait_timeout" for s in waits)
+    assert ledger.unended() == [] and ledger.ended_twice() == []
+
+
+@pytest.mark.parametrize("shape", ["connect", "total-only"])
+async def test_a_cancellation_racing_an_expired_timeout_is_the_callers(
+    telemetry: Telemetry, hold_server: tuple[Server, asyncio.Event], shape: str
+) -> None:
+    """The loop stalls past a queued request's timeout; the caller's own cancellation
+    was due first and is what the caller gets (CancelledError): no timeout is counted."""
+    server, release = hold_server
+    ledger = SpanLedger()
+    telemetry.tracer_provider.add_span_processor(ledger)
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    connector = telemetry.connector(limit_per_host=1)
+    timeout = (
+        aiohttp.ClientTimeout(total=5, connect=0.05)
+        if shape == "connect"
+        else aiohttp.ClientTimeout(total=0.05)
+    )
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def holder() -> None:
+            async with session.get(server.url("/hold")) as resp:
+                await resp.read()
+
+        async def queued() -> None:
+            with tracer.start_as_current_span("request"):
+                async with session.get(server.url("/small"), timeout=timeout) as resp:
+                    await resp.read()
+
+        hold = asyncio.ensure_future(holder())
+        await wait_until(lambda: connector.statistics().active == 1, what="slot held")
+        task = asyncio.ensure_future(queued())
+        await wait_until(lambda: connector.statistics().waiting == 1, what="queued")
+        loop.call_later(0.01, task.cancel)  # the caller's cancellation: due first ...
+        # ... but the loop stalls (a blocking call in someone's code) past the timeout:
+        # both are due in the same loop iteration, the cancellation first.
+        loop.call_soon(time.sleep, 0.15)
+        result = (await asyncio.gather(task, return_exceptions=True))[0]
+        release.set()
+        await hold
+        await quiet_point()
+        stats = connector.statistics()
+    caller_timed_out = isinstance(result, asyncio.TimeoutError)
+    assert isinstance(result, (asyncio.CancelledError, asyncio.TimeoutError)), result
+    assert stats.timeouts == int(caller_timed_out), (result, stats.timeouts)
+    waits = ledger.spans(sc.SPAN_WAIT)
+    flagged = [s for s in waits if s.attributes.get(sc.ERROR_TYPE) == "pool_wait_timeout"]
+    assert len(flagged) == int(caller_timed_out), (result, [dict(s.attributes) for s in waits])
     assert ledger.unended() == [] and ledger.ended_twice() == []
