@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
 from opentelemetry.context import Context
-from opentelemetry.metrics import Histogram, NoOpMeter, NoOpMeterProvider
-from opentelemetry.metrics._internal.instrument import NoOpHistogram
+from opentelemetry.metrics import Histogram, NoOpHistogram, NoOpMeter, NoOpMeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.util.types import Attributes
