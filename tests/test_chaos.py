@@ -31,7 +31,7 @@ from typing import Any, Optional
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.abc import AbstractResolver
 from opentelemetry.trace import Tracer
 
 from aiohttp_pool_otel import OpenTelemetryTCPConnector
@@ -109,13 +109,11 @@ class ChaosResolver(AbstractResolver):
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
+    ) -> list[dict[str, Any]]:  # aiohttp's ResolveResult (3.10+): a dict
         await asyncio.sleep(self.rng.random() * 0.02)
         return [
-            ResolveResult(
-                hostname=host, host="127.0.0.1", port=port, family=socket.AF_INET,
-                proto=0, flags=socket.AI_NUMERICHOST,
-            )
+            {"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET,
+             "proto": 0, "flags": socket.AI_NUMERICHOST}
         ]  # fmt: skip
 
     async def close(self) -> None:

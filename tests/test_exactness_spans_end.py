@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.abc import AbstractResolver
 from opentelemetry.trace import StatusCode
 
 from aiohttp_pool_otel import OpenTelemetryTCPConnector
@@ -38,14 +38,12 @@ class GateResolver(AbstractResolver):
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
+    ) -> list[dict[str, Any]]:  # aiohttp's ResolveResult (3.10+): a dict
         self.entered.set()
         await asyncio.wait_for(self.gate.wait(), 15)  # bounded
         return [
-            ResolveResult(
-                hostname=host, host="127.0.0.1", port=port, family=socket.AF_INET,
-                proto=0, flags=socket.AI_NUMERICHOST,
-            )
+            {"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET,
+             "proto": 0, "flags": socket.AI_NUMERICHOST}
         ]  # fmt: skip
 
     async def close(self) -> None:
