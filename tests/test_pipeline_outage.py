@@ -10,7 +10,7 @@ import statistics
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -24,9 +24,11 @@ from .rig.pipeline import UP_TIMEOUT, NativeStack, spans_of, start_native_stack
 pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(UP_TIMEOUT + 600)]
 
 SERVICE = "aiohttp-pool-otel-outage"
-# The SDK's BatchSpanProcessor exports every 5 s: an outage longer than that makes it
-# try (and fail) at least once.
-OUTAGE_SECONDS = 8.0
+# The SDK's BatchSpanProcessor exports every 5 s (or at 512 queued spans) and keeps at
+# most 2048; the OTLP exporter retries a failed export for up to its timeout (10 s). An
+# 8 s outage makes it try and wait; 30 s is longer than both its retries and its queue.
+PHASE_SECONDS = 8.0
+MAX_PER_PHASE = 3000
 
 
 @pytest.fixture(scope="module")
@@ -36,18 +38,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
 
 async def phase(
     session: aiohttp.ClientSession, tracer: Any, url: str, name: str, seconds: float,
-    limit: int = 3000,
+    until: Callable[[], bool] = lambda: False,
 ) -> list[float]:  # fmt: skip
-    """Requests one after another, each under a span named after the phase, for
-    ``seconds`` (bounded by ``limit`` requests); returns their latencies."""
+    """Paced requests (about 100 a second, as a steady service makes them), each under a
+    span `<name> request`, 50 to a `<name> batch` trace, for ``seconds`` or until
+    ``until()``; returns their latencies. At most MAX_PER_PHASE requests."""
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline and len(latencies) < limit:
-        t0 = time.perf_counter()
-        with tracer.start_as_current_span(f"{name} request"):
-            async with session.get(url) as resp:
-                await resp.read()
-        latencies.append(time.perf_counter() - t0)
+    while time.perf_counter() < deadline and len(latencies) < MAX_PER_PHASE and not until():
+        with tracer.start_as_current_span(f"{name} batch"):
+            for _ in range(50):
+                t0 = time.perf_counter()
+                with tracer.start_as_current_span(f"{name} request"):
+                    async with session.get(url) as resp:
+                        await resp.read()
+                latencies.append(time.perf_counter() - t0)
+                await asyncio.sleep(0.01)
     return latencies
 
 
@@ -55,9 +61,10 @@ def p(values: list[float], q: float) -> float:
     return sorted(values)[min(len(values) - 1, int(q * len(values)))]
 
 
+@pytest.mark.parametrize("outage_seconds", [8.0, 30.0])
 async def test_collector_down_then_up_again_mid_run(
     stack: NativeStack, server: Server, monkeypatch: pytest.MonkeyPatch,
-    record_property: Any,
+    record_property: Any, outage_seconds: float,
 ) -> None:  # fmt: skip
     instance = uuid.uuid4().hex
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", f"service.instance.id={instance}")
@@ -74,17 +81,17 @@ async def test_collector_down_then_up_again_mid_run(
     url = server.url("/small")
     latencies: dict[str, list[float]] = {}
     async with aiohttp.ClientSession(connector=connector) as session:
-        warmup = len(await phase(session, tracer, url, "warmup", 1.0, limit=200))
-        latencies["before"] = await phase(session, tracer, url, "before", OUTAGE_SECONDS)
+        warmup = len(await phase(session, tracer, url, "warmup", 1.0))
+        latencies["before"] = await phase(session, tracer, url, "before", PHASE_SECONDS)
         await asyncio.to_thread(stack.check, "down", "collector")
         down_at = time.monotonic()
-        latencies["down"] = await phase(session, tracer, url, "down", OUTAGE_SECONDS)
+        latencies["down"] = await phase(session, tracer, url, "down", outage_seconds)
         # Requests go on while the Collector restarts (`up` waits for its health check).
         restart = asyncio.create_task(asyncio.to_thread(stack.check, "up"))
-        latencies["restart"] = await phase(session, tracer, url, "restart", 120, limit=3000)
+        latencies["restart"] = await phase(session, tracer, url, "restart", 120, restart.done)
         await restart
         outage = time.monotonic() - down_at
-        latencies["after"] = await phase(session, tracer, url, "after", OUTAGE_SECONDS)
+        latencies["after"] = await phase(session, tracer, url, "after", PHASE_SECONDS)
         t0 = time.perf_counter()
     await asyncio.to_thread(otel.shutdown)
     shutdown = time.perf_counter() - t0
@@ -98,9 +105,10 @@ async def test_collector_down_then_up_again_mid_run(
             if s["operationName"].endswith(" request")
         )  # fmt: skip
 
+    # The SDK exports in order, and shutdown flushed: once every span of the last
+    # phase is in, whatever else arrives has arrived.
     def settled(traces: list[dict[str, Any]]) -> bool:
-        got = arrived(traces)
-        return got["after"] == made["after"] and got["before"] == made["before"]
+        return arrived(traces)["after"] == made["after"]
 
     traces = await asyncio.to_thread(
         stack.wait_for_traces, SERVICE, instance, start_us, settled, 90
@@ -135,11 +143,13 @@ async def test_collector_down_then_up_again_mid_run(
     record_property("outage", report)
     print(f"\noutage report: {report}")
 
-    # Spans made while the Collector was up, before and after, all arrive.
-    assert got["before"] == made["before"] and got["after"] == made["after"], report
-    # Spans made while it was down are at best partly there: the SDK's batches that
-    # failed to export during the outage are dropped (measured, not asserted).
-    assert got["down"] <= made["down"]
+    # Spans made once the Collector is back all arrive.
+    assert got["after"] == made["after"], report
+    # Spans still in the SDK's queue when it went away (up to 5 s of them, made
+    # "before"), and those made while it was down, arrive only if an export retry
+    # reaches the restarted Collector in time, and while the queue has room: measured
+    # (the README quotes a run), not asserted.
+    assert got["before"] <= made["before"] and got["down"] <= made["down"], report
     # The counters recover everything: every request's release is counted.
     assert released == requests, report
     # Requests never slowed down (loose: a shared, noisy machine).

@@ -1,6 +1,6 @@
 module aiohttp-pool-otel/deploy/native/otelcol-builder
 
-go 1.26.8
+go 1.26.0
 
 tool go.opentelemetry.io/collector/cmd/builder
 
