@@ -18,7 +18,7 @@ ROOT = pathlib.Path(__file__).parent.parent
 RULES = ROOT / "deploy/alerts.yml"
 RULE_TESTS = ROOT / "deploy/alerts.test.yml"
 README = ROOT / "README.md"
-RUNBOOK = "https://github.com/aiohttp-pool-otel/aiohttp-pool-otel#alerts"
+RUNBOOK = "README.md#alerts"
 # The aggregation every rule keeps: one alert per process and per pool and host.
 ALERT_LABELS = {"job", "instance", "aiohttp_pool_name", "server_address", "server_port"}
 
