@@ -163,7 +163,9 @@ async def test_prometheus_sees_the_pool(
         empty = []
         for query in queries:
             expr = query.replace("$__rate_interval", "1m")
-            if not prometheus.wait_for(expr, bool, timeout=30):  # bounded, generous
+            # Bounded, generous (a rate needs two scrapes of a series that may be new),
+            # and off the loop, which keeps serving the workers and the plugin's callbacks.
+            if not await asyncio.to_thread(prometheus.wait_for, expr, bool, 60):
                 empty.append(expr)
         stop.set()
         await asyncio.gather(*workers)
