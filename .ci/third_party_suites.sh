@@ -101,6 +101,9 @@ CONTRIB_DIR="$CACHE/contrib-aiohttp-client-$contrib_version"
 unpack "$(fetch aiohttp "$aiohttp_version")" "$AIOHTTP_DIR" tests pytest.ini
 unpack "$(fetch opentelemetry-instrumentation-aiohttp-client "$contrib_version")" \
   "$CONTRIB_DIR" tests
+# The contrib sdist has no pytest config: an empty one makes its folder pytest's rootdir
+# (else pytest would climb to this repo's pyproject.toml and use our settings).
+[ -f "$CONTRIB_DIR/pytest.ini" ] || printf '[pytest]\n' >"$CONTRIB_DIR/pytest.ini"
 echo "== suites: aiohttp $aiohttp_version (${#AIOHTTP_TESTS[@]} files), opentelemetry-instrumentation-aiohttp-client $contrib_version (tests/)"
 
 # --- run and compare --------------------------------------------------------------------
@@ -117,15 +120,21 @@ run_pytest() {  # run_pytest DIR XML SUMMARY PLUGIN(yes|no) ARGS... ; their fail
 }
 total_passed=0
 total_failed=0
-compare_suite() {  # compare_suite NAME DIR PYTEST-ARGS...
-  local name=$1 dir=$2 t0 verdict rc=0
-  shift 2
+compare_suite() {  # compare_suite NAME DIR together|one-by-one PYTEST-ARGS...
+  local name=$1 dir=$2 mode=$3 t0 verdict rc=0
+  shift 3
   t0=$(date +%s)
-  # Both runs at once (two processes: a CI machine has 2 cores); each writes its own files.
-  run_pytest "$dir" "$OUT/$name-plain.xml" "$OUT/$name-plain.json" no "$@" &
-  local plain_pid=$!
-  run_pytest "$dir" "$OUT/$name-plugin.xml" "$OUT/$name-plugin.json" yes "$@"
-  wait "$plain_pid"
+  if [ "$mode" = together ]; then
+    # Both runs at once (a CI machine has 2 cores); each writes its own files, and the
+    # suite's servers take free ports.
+    run_pytest "$dir" "$OUT/$name-plain.xml" "$OUT/$name-plain.json" no "$@" &
+    local plain_pid=$!
+    run_pytest "$dir" "$OUT/$name-plugin.xml" "$OUT/$name-plugin.json" yes "$@"
+    wait "$plain_pid"
+  else
+    run_pytest "$dir" "$OUT/$name-plain.xml" "$OUT/$name-plain.json" no "$@"
+    run_pytest "$dir" "$OUT/$name-plugin.xml" "$OUT/$name-plugin.json" yes "$@"
+  fi
   local compare=("$VENV/bin/python" "$HERE/compare_outcomes.py" "$name" "$OUT/$name-plain.xml"
     "$OUT/$name-plugin.xml" "$OUT/$name-plugin.json" "$HERE/allowed_differences.txt")
   mapfile -t regressed < <("${compare[@]}" | sed -n 's/^REGRESSED //p')
@@ -141,8 +150,10 @@ compare_suite() {  # compare_suite NAME DIR PYTEST-ARGS...
   total_failed=$((total_failed + $(echo "$verdict" | sed -n "s/^\[$name\] comparison: .*, \([0-9]*\) failed/\1/p")))
   [ "$rc" -le 1 ] || die "cannot compare $name (exit $rc)"
 }
-compare_suite aiohttp "$AIOHTTP_DIR" -o addopts= -m "$AIOHTTP_MARKERS" "${AIOHTTP_TESTS[@]}"
-compare_suite contrib-aiohttp-client "$CONTRIB_DIR" tests
+compare_suite aiohttp "$AIOHTTP_DIR" together -o addopts= -m "$AIOHTTP_MARKERS" \
+  "${AIOHTTP_TESTS[@]}"
+# One by one: its HttpServerMock tests listen on a fixed port.
+compare_suite contrib-aiohttp-client "$CONTRIB_DIR" one-by-one tests
 echo "third-party suites took $(($(date +%s) - start)) s"
 echo "$total_passed passed, $total_failed failed"
 [ "$total_failed" -eq 0 ]
