@@ -17,10 +17,11 @@ import pytest
 from aiohttp import web
 from opentelemetry.trace import StatusCode
 
+from aiohttp_pool_otel import OpenTelemetryTCPConnector
 from aiohttp_pool_otel import semconv as sc
 
 from .conftest import Server, Telemetry, start_server
-from .exactness_helpers import SpanLedger, quiet_point, wait_until
+from .exactness_helpers import HostileMeterProvider, SpanLedger, quiet_point, wait_until
 
 QUEUED = 6
 
@@ -54,6 +55,7 @@ SHAPES = {
 }
 
 
+@pytest.mark.parametrize("hostile", [False, True], ids=["", "hostile-meter"])
 @pytest.mark.parametrize("slow_processor", [False, True], ids=["", "slow-on-start"])
 @pytest.mark.parametrize("shape", list(SHAPES))
 async def test_every_caller_observed_wait_timeout_is_counted(
@@ -61,12 +63,18 @@ async def test_every_caller_observed_wait_timeout_is_counted(
     hold_server: tuple[Server, asyncio.Event],
     shape: str,
     slow_processor: bool,
+    hostile: bool,
 ) -> None:
     server, release = hold_server
     ledger = SpanLedger(on_start_delay=0.002 if slow_processor else 0.0)
     telemetry.tracer_provider.add_span_processor(ledger)
     tracer = telemetry.tracer_provider.get_tracer("test")
-    connector = telemetry.connector(limit_per_host=1)
+    connector = OpenTelemetryTCPConnector(
+        tracer_provider=telemetry.tracer_provider,
+        # A meter whose histogram records raise must not change what is counted.
+        meter_provider=HostileMeterProvider() if hostile else telemetry.meter_provider,
+        limit_per_host=1,
+    )
     timeout = SHAPES[shape]
     async with aiohttp.ClientSession(connector=connector) as session:
 
