@@ -413,9 +413,17 @@ class Epoch:
         observed = {t for t, f in failures.items() if f["wait_timeout"]}
         spans = {s.context.trace_id for s in waits if s.context is not None}
         differ = {
-            f"{t:032x}": failures.get(t, "no error seen by the caller") for t in observed ^ spans
+            f"{t:032x}": {
+                "caller": failures.get(t, "no error seen by the caller"),
+                "wait spans": [
+                    (s.attributes.get(sc.ERROR_TYPE), s.status.status_code.name)
+                    for s in ledger.spans(sc.SPAN_WAIT)
+                    if s.context is not None and s.context.trace_id == t
+                ],
+            }
+            for t in observed ^ spans
         }
-        assert not differ, f"pool-wait timeouts, callers vs wait spans, differ: {differ}"
+        assert not differ, f"{name}: pool-wait timeouts, callers vs wait spans, differ: {differ}"
         assert len(waits) == stats.timeouts, (name, len(waits), stats.timeouts)
         assert stats.timeouts == self.wait_timeouts, (name, stats.timeouts, self.wait_timeouts)
         # Host keys: 3 servers, at most MAX_HOSTS of their own plus _OTHER.
