@@ -83,7 +83,7 @@ build_ocb() {
   [ -x "$out" ] && return 0
   go_env
   log "building the OpenTelemetry Collector Builder -> $out"
-  local tmp="$(dirname "$out").tmp.$$"
+  local tmp="${out%/*}.tmp.$$"
   mkdir -p "$tmp"
   build_tool "$here/otelcol-builder" go.opentelemetry.io/collector/cmd/builder "$tmp/ocb"
   publish "$tmp" "$(dirname "$out")"
@@ -95,7 +95,7 @@ build_collector() {
   go_env
   build_ocb
   log "building the Collector from deploy/otelcol-builder.yaml -> $out"
-  local tmp="$(dirname "$out").tmp.$$"
+  local tmp="${out%/*}.tmp.$$"
   mkdir -p "$tmp/work"
   # ocb writes its generated module to the manifest's relative output_path: run it in a
   # scratch directory so nothing lands in the repository.
@@ -112,7 +112,7 @@ build_jaeger() {
   [ -x "$out" ] && { echo "jaeger=$out"; return 0; }
   go_env
   log "building Jaeger v2 -> $out"
-  local tmp="$(dirname "$out").tmp.$$"
+  local tmp="${out%/*}.tmp.$$"
   mkdir -p "$tmp"
   build_tool "$here/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger "$tmp/jaeger"
   publish "$tmp" "$(dirname "$out")"

@@ -99,8 +99,9 @@ port_busy() { (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
 require_tools() {
   command -v curl >/dev/null 2>&1 || die "curl is missing (apt-get install curl): it polls the health endpoints"
   prometheus_bin="${PROMETHEUS_BIN:-$(command -v prometheus || true)}"
-  [ -n "$prometheus_bin" ] && [ -x "$prometheus_bin" ] \
-    || die "prometheus is missing: install Debian's package without starting its service, as CI does: sudo bash .ci/install_prometheus.sh (or apt-get install prometheus, then systemctl disable --now prometheus), or set PROMETHEUS_BIN"
+  if [ -z "$prometheus_bin" ] || [ ! -x "$prometheus_bin" ]; then
+    die "prometheus is missing: install Debian's package without starting its service, as CI does: sudo bash .ci/install_prometheus.sh (or apt-get install prometheus, then systemctl disable --now prometheus), or set PROMETHEUS_BIN"
+  fi
 }
 
 start() {   # start NAME BINARY ARGS... (environment already exported by the caller)
