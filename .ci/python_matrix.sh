@@ -7,6 +7,7 @@
 #
 #   bash .ci/python_matrix.sh                 # 3.9 3.10 3.12 3.13
 #   PYTHONS="3.9 3.13" bash .ci/python_matrix.sh
+# No -e: one failing row must not stop the others; failures are collected in $status.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 UV="${UV:-.venv/bin/uv}"
