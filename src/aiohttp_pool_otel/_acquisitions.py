@@ -16,6 +16,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from . import semconv as sc
+from ._aiohttp.classify import cancel_requests
 from ._errors import report_internal_error
 from ._meters import NO_EXEMPLAR
 from ._records import Acquisition, Attributes, ConnectionRecord
@@ -63,7 +64,9 @@ class AcquisitionEvents:
         """An acquisition leaves the fast path (it queues or dials)."""
         try:
             host = self._state.hosts.for_key(key)
-            return Acquisition(host, self._spans.parent(), method, now)
+            acq = Acquisition(host, self._spans.parent(), method, now)
+            acq.cancels = cancel_requests()
+            return acq
         except Exception:
             report_internal_error("begin")
             return None

@@ -108,6 +108,7 @@ class Acquisition:
     """
 
     __slots__ = (
+        "cancels",
         "create_span",
         "host",
         "method",
@@ -125,6 +126,7 @@ class Acquisition:
         self.parent = parent  # where spans go; None: no span
         self.method = method
         self.started = now  # the acquisition's clock: wait and dial timeouts count from it
+        self.cancels: Optional[int] = None  # the task's cancellation requests at the start
         self.queued = False
         self.waiting = False
         self.wait_span: Optional[Span] = None

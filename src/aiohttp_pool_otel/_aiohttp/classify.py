@@ -24,6 +24,7 @@ from typing import Any, Optional
 from aiohttp import BaseConnector, ClientResponse, ClientSession
 from aiohttp.connector import Connection
 
+from .._records import Acquisition
 from ..semconv import ReleasePhase, ReleaseReason
 
 EOF = ReleaseReason.EOF
@@ -119,15 +120,28 @@ def _request_timer_fired() -> bool:
     return False
 
 
-def timed_out(exc: BaseException, started: float, connect_limit: Optional[float]) -> bool:
-    """Whether ``exc``, raised into an acquisition begun at ``started``, is a timeout
-    the caller will see as aiohttp's timeout error."""
+def cancel_requests() -> Optional[int]:
+    """Cancellations requested of the current task and not yet withdrawn (Python 3.11+)."""
+    task = _current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return int(cancelling()) if cancelling is not None else None
+
+
+def timed_out(exc: BaseException, acq: Acquisition, connect_limit: Optional[float]) -> bool:
+    """Whether ``exc``, raised into ``acq``, is what the caller gets as aiohttp's
+    timeout error."""
     if isinstance(exc, asyncio.TimeoutError):
         return True
     if not isinstance(exc, asyncio.CancelledError):
         return False
-    if connect_limit is not None and time.monotonic() - started >= (
-        connect_limit - CONNECT_DEADLINE_SLACK
-    ):
-        return True
-    return _request_timer_fired()
+    fired = (
+        connect_limit is not None
+        and time.monotonic() - acq.started >= connect_limit - CONNECT_DEADLINE_SLACK
+    ) or _request_timer_fired()
+    if not fired:
+        return False
+    # On Python 3.11+ a timeout turns the cancellation into TimeoutError only when it
+    # was the one cancellation requested (asyncio.timeout and aiohttp's timer compare
+    # the task's count): a caller's own cancel() in the same loop iteration wins.
+    now, before = cancel_requests(), acq.cancels
+    return before is None or now is None or now - before <= 1

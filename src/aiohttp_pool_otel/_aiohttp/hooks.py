@@ -171,7 +171,7 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
         try:
             await base._wait_for_available_connection(self, key, traces)
         except BaseException as exc:
-            events.failed(acq, exc, timed_out(exc, started, limit))
+            events.failed(acq, exc, timed_out(exc, acq, limit))
             raise
         events.wait_finished(acq)
         if req is not None:
@@ -196,7 +196,7 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
         try:
             protocol = await base._create_connection(self, req, traces, timeout)
         except BaseException as exc:
-            events.failed(acq, exc, timed_out(exc, acq.started, _connect_limit(timeout)))
+            events.failed(acq, exc, timed_out(exc, acq, _connect_limit(timeout)))
             raise
         finally:
             events.dial_ended(acq, token)
@@ -233,7 +233,7 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
         except BaseException as exc:
             acq = _queued_acquisition(state, req)
             if acq is not None:  # failed while queued (a failed dial reported itself)
-                events.failed(acq, exc, timed_out(exc, acq.started, _connect_limit(timeout)))
+                events.failed(acq, exc, timed_out(exc, acq, _connect_limit(timeout)))
             raise
         # No await from here on: the connection must reach the caller.
         acq = _queued_acquisition(state, req)
