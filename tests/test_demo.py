@@ -60,6 +60,10 @@ def test_each_scenario_names_its_options_and_hosts() -> None:
         assert "hosts: small = http://127.0.0.1:" in done.stdout
         assert "(`small /late`: the same after 0.2 s)" in done.stdout
     assert "capture_request_location" not in done.stdout  # the leak scenario does not need it
+    # The leak's text names the garbage-collected release and the metric the alert reads.
+    assert "small: gc -> closed (held " in done.stdout
+    assert "counted 1 release with reason gc" in done.stdout
+    assert "aiohttp.client.connection.releases: small/gc/closed=1" in done.stdout
 
 
 def test_puzzle_json_observations() -> None:
@@ -115,8 +119,25 @@ def test_leak_is_revealed() -> None:
     assert facts["held_too_long_after_timeout"] == 3
     assert facts["responses_dropped"] == 3
     assert facts["active_after_gc"] == 3  # dropping streaming responses frees nothing
+    # A response whose body was cut short is freed by the garbage collector, counted as
+    # the leak it is: the release table shows it on the small host, closed, not pooled.
+    assert facts["gc_releases"] == 1
+    rows = result["rows"]
+    (cut,) = [r for r in rows if "/cut" in r["action"]]
+    assert [(r["host"], r["reason"], r["phase"], r["outcome"]) for r in cut["releases"]] == [
+        ("small", "gc", None, "closed")
+    ]
+    assert cut["connection"] == "new"
+    assert cut["pools"]["small"] == {"active": 0, "idle": 0, "waiting": 0, "available": 3}
+    assert cut["pools"]["slow"]["active"] == 3  # the streamed ones are still held
+    assert any("1 release with reason gc" in line for line in result["explanation"])
+    lease = [
+        s["attributes"] for s in result["spans"]
+        if s["attributes"].get("aiohttp.connection.release.reason") == "gc"
+    ]  # fmt: skip
+    assert len(lease) == 1 and lease[0]["aiohttp.connection.release.outcome"] == "closed"
     assert result["options"] == {"watchdog_threshold": 0.3}
-    last = result["rows"][-1]["releases"]
+    last = rows[-1]["releases"]
     assert [r["reason"] for r in last] == ["connector_closed"] * 3
 
 

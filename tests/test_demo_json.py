@@ -45,6 +45,14 @@ def test_a_real_run_validates(scenario: str) -> None:
     VALIDATOR.validate(report)
     assert report["schema_version"] == 1
     assert report["scenario"] == scenario
+    if scenario == "leak":
+        # The field added within version 1: the leak scenario always reports it.
+        assert report["facts"]["gc_releases"] >= 1
+        bad = copy.deepcopy(report)
+        del bad["facts"]["gc_releases"]
+        assert not VALIDATOR.is_valid(bad)
+        bad["facts"]["gc_releases"] = -1
+        assert not VALIDATOR.is_valid(bad)
 
 
 def test_an_otlp_run_validates_and_reports_delivery() -> None:

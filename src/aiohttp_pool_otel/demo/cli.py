@@ -21,7 +21,8 @@ SCENARIO_HELP = {
     "streaming host: why does `available` not drop for the first one? (default)",
     "exhaustion": "8 concurrent requests to a host allowed 2 connections: queue waits "
     "and wait spans",
-    "leak": "responses never closed until the pool runs dry: how the plugin reveals it",
+    "leak": "responses never closed until the pool runs dry, and one garbage-collected "
+    "unclosed: how the plugin reveals both",
 }
 
 

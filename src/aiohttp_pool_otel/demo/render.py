@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from . import names as sc
 from .scenarios import OPTION_WHY, DemoResult, Release, Row
-from .servers import LATE_SECONDS, SLOW_BODY_SECONDS
+from .servers import CUT_PROMISED, CUT_SENT, LATE_SECONDS, SLOW_BODY_SECONDS
 
 
 def _release_text(r: Release) -> str:
@@ -158,6 +158,7 @@ def _explain_leak(result: DemoResult) -> list[str]:
         "response alive while its body streams, so only close()/release() (or `async "
         "with`) frees the slot."
     )
+    out += _explain_gc(result)
     last = result.rows[-1].releases
     if last:
         out.append(
@@ -165,6 +166,23 @@ def _explain_leak(result: DemoResult) -> list[str]:
             f"{last[0].reason}."
         )
     return out
+
+
+def _explain_gc(result: DemoResult) -> list[str]:
+    """The leak the garbage collector frees, and the counter the leak alert reads."""
+    n = result.facts.get("gc_releases")
+    if n is None:
+        return []
+    held = [r.hold_ms for row in result.rows for r in row.releases if r.reason == "gc"]
+    held_text = f" (held {', '.join(f'{ms:g} ms' for ms in held)})" if held else ""
+    return [
+        f"`small /cut` sends {CUT_SENT} of its {CUT_PROMISED} bytes and hangs up: that "
+        "response, dropped unread and unclosed, is no longer kept alive by aiohttp, so the "
+        "garbage collector freed its connection (closed, not pooled). The plugin counted "
+        f"{_count(n, 'release')} with reason gc{held_text} in "
+        "aiohttp.client.connection.releases, which the leak alert watches; until the "
+        "collector runs, such a slot stays taken: `async with` gives it back at once."
+    ]
 
 
 def header(result: DemoResult) -> str:

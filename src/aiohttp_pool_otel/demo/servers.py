@@ -11,6 +11,10 @@ from aiohttp import web
 SLOW_BODY_SECONDS = 30.0
 # `small /late` answers after this long: long enough that concurrent requests queue.
 LATE_SECONDS = 0.2
+# `small /cut` promises CUT_PROMISED bytes, sends CUT_SENT, then hangs up after this long.
+CUT_SECONDS = 0.1
+CUT_PROMISED = 100
+CUT_SENT = 10
 
 
 async def _small(request: web.Request) -> web.Response:
@@ -20,6 +24,18 @@ async def _small(request: web.Request) -> web.Response:
 async def _late(request: web.Request) -> web.Response:
     await asyncio.sleep(LATE_SECONDS)
     return web.Response(text="done")
+
+
+async def _cut(request: web.Request) -> web.StreamResponse:
+    """Promises CUT_PROMISED bytes, sends CUT_SENT, then drops the connection: a body cut
+    short, which aiohttp cannot give back to the pool and no longer keeps alive."""
+    resp = web.StreamResponse(headers={"Content-Length": str(CUT_PROMISED)})
+    await resp.prepare(request)
+    await resp.write(b"." * CUT_SENT)
+    await asyncio.sleep(CUT_SECONDS)
+    if request.transport is not None:  # else the client already left
+        request.transport.close()
+    return resp
 
 
 async def _slow(request: web.Request) -> web.StreamResponse:
@@ -40,7 +56,8 @@ async def _slow(request: web.Request) -> web.StreamResponse:
 
 @dataclass
 class DemoServers:
-    """Two running servers: ``small`` answers at once, ``slow`` streams forever."""
+    """Two running servers: ``small`` answers at once (``/late`` later, ``/cut`` cuts
+    its body short), ``slow`` streams for up to SLOW_BODY_SECONDS."""
 
     small: str
     slow: str
@@ -63,6 +80,7 @@ async def start_servers() -> DemoServers:
     small_app = web.Application()
     small_app.router.add_get("/", _small)
     small_app.router.add_get("/late", _late)
+    small_app.router.add_get("/cut", _cut)
     slow_app = web.Application()
     slow_app.router.add_get("/", _slow)
     small_runner, small_port = await _serve(small_app)
