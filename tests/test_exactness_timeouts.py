@@ -196,3 +196,48 @@ async def test_a_cancellation_racing_an_expired_timeout_is_the_callers(
     flagged = [s for s in waits if s.attributes.get(sc.ERROR_TYPE) == "pool_wait_timeout"]
     assert len(flagged) == int(caller_timed_out), (result, [dict(s.attributes) for s in waits])
     assert ledger.unended() == [] and ledger.ended_twice() == []
+
+
+@pytest.mark.parametrize(
+    "timeout",
+    [aiohttp.ClientTimeout(total=0.3), aiohttp.ClientTimeout(total=0.3, connect=0.25)],
+    ids=["total-only", "total-and-connect"],
+)
+async def test_a_wait_timeout_after_a_redirect_is_counted(
+    telemetry: Telemetry,
+    hold_server: tuple[Server, asyncio.Event],
+    server: Server,
+    timeout: aiohttp.ClientTimeout,
+) -> None:
+    """The first hop is served at once by another host; the redirected request queues for
+    the held host and the request's total timer fires there (found by the chaos test)."""
+    held, release = hold_server
+    ledger = SpanLedger()
+    telemetry.tracer_provider.add_span_processor(ledger)
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    connector = telemetry.connector(limit_per_host=1)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def holder() -> None:
+            async with session.get(held.url("/hold")) as resp:
+                await resp.read()
+
+        hold = asyncio.ensure_future(holder())
+        await wait_until(lambda: connector.statistics().active == 1, what="slot held")
+        url = server.url("/redirect") + "?to=" + held.url("/small")
+        outcome = "ok"
+        with tracer.start_as_current_span("request"):
+            try:
+                async with session.get(url, timeout=timeout) as resp:
+                    await resp.read()
+            except asyncio.TimeoutError:
+                outcome = "timeout"
+        release.set()
+        await hold
+        await quiet_point()
+        stats = connector.statistics()
+    assert outcome == "timeout"
+    waits = ledger.spans(sc.SPAN_WAIT)
+    assert [s.attributes.get(sc.ERROR_TYPE) for s in waits] == ["pool_wait_timeout"]
+    assert stats.timeouts == 1, stats
+    assert ledger.unended() == [] and ledger.ended_twice() == []
