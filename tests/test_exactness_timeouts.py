@@ -52,6 +52,8 @@ SHAPES = {
     "total-only": aiohttp.ClientTimeout(total=0.2),
     "connect": aiohttp.ClientTimeout(total=5, connect=0.2),
     "sock-connect-and-total": aiohttp.ClientTimeout(total=0.2, sock_connect=5),
+    # connect is set, but the total timer fires first (found by the chaos test, seed 25)
+    "total-before-connect": aiohttp.ClientTimeout(total=0.2, connect=1.0),
 }
 
 
@@ -239,5 +241,47 @@ async def test_a_wait_timeout_after_a_redirect_is_counted(
     assert outcome == "timeout"
     waits = ledger.spans(sc.SPAN_WAIT)
     assert [s.attributes.get(sc.ERROR_TYPE) for s in waits] == ["pool_wait_timeout"]
+    assert stats.timeouts == 1, stats
+    assert ledger.unended() == [] and ledger.ended_twice() == []
+
+
+async def test_connect_and_total_expiring_together_are_one_wait_timeout(
+    telemetry: Telemetry, hold_server: tuple[Server, asyncio.Event]
+) -> None:
+    """The loop stalls past both the connect deadline and the total timer of a queued
+    request: both cancel the task in one iteration, the caller gets aiohttp's timeout
+    error, and that is a pool-wait timeout (found by the chaos test, seeds 7 and 25)."""
+    server, release = hold_server
+    ledger = SpanLedger()
+    telemetry.tracer_provider.add_span_processor(ledger)
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    connector = telemetry.connector(limit_per_host=1)
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def holder() -> None:
+            async with session.get(server.url("/hold")) as resp:
+                await resp.read()
+
+        async def queued() -> None:
+            with tracer.start_as_current_span("request"):
+                timeout = aiohttp.ClientTimeout(total=0.12, connect=0.1)
+                async with session.get(server.url("/small"), timeout=timeout) as resp:
+                    await resp.read()
+
+        hold = asyncio.ensure_future(holder())
+        await wait_until(lambda: connector.statistics().active == 1, what="slot held")
+        task = asyncio.ensure_future(queued())
+        await wait_until(lambda: connector.statistics().waiting == 1, what="queued")
+        # A blocking call in someone's code holds the loop past both deadlines.
+        loop.call_soon(time.sleep, 0.3)
+        result = (await asyncio.gather(task, return_exceptions=True))[0]
+        release.set()
+        await hold
+        await quiet_point()
+        stats = connector.statistics()
+    assert isinstance(result, asyncio.TimeoutError), result
+    waits = ledger.spans(sc.SPAN_WAIT)
+    assert [s.attributes.get(sc.ERROR_TYPE) for s in waits] == ["pool_wait_timeout"], result
     assert stats.timeouts == 1, stats
     assert ledger.unended() == [] and ledger.ended_twice() == []
