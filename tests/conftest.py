@@ -4,6 +4,7 @@ servers on 127.0.0.1 that answer every body shape the pool cares about."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -21,11 +22,17 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from aiohttp_pool_otel import OpenTelemetryTCPConnector, create_pool_trace_config
 
+from .exactness_helpers import wait_until
+
 # aiohttp >= 3.10 raises its own error when writing to a closed transport.
 _RESET_ERROR = getattr(aiohttp, "ClientConnectionResetError", ConnectionError)
 
 # Bounded everywhere: the endless body stops by itself after this long.
 ENDLESS_SECONDS = 20.0
+
+# /gated holds its body until the test opens the gate (Server.open_gate()): a lease
+# whose end the test controls, whatever the machine's speed.
+GATE = web.AppKey("gate", asyncio.Event)
 
 
 @dataclass
@@ -101,6 +108,19 @@ async def _late_body(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def _gated(request: web.Request) -> web.StreamResponse:
+    """Headers and half a Content-Length body now, the rest once the gate opens."""
+    resp = web.StreamResponse(headers={"Content-Length": "10"})
+    await resp.prepare(request)
+    await resp.write(b"01234")
+    # Bounded: a test that never opens the gate gets its body after ENDLESS_SECONDS.
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(request.app[GATE].wait(), ENDLESS_SECONDS)
+    await resp.write(b"56789")
+    await resp.write_eof()
+    return resp
+
+
 async def _endless(request: web.Request) -> web.StreamResponse:
     """A chunked body that drips until the client goes away (or a bound is hit)."""
     resp = web.StreamResponse()
@@ -128,6 +148,12 @@ async def _cut(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def body_cut(resp: aiohttp.ClientResponse) -> None:
+    """Wait (bounded) until aiohttp saw the server's /cut drop the connection (the
+    unfinished body failed): from then on nothing of aiohttp keeps ``resp`` alive."""
+    await wait_until(lambda: resp.content.exception() is not None, what="the server's cut")
+
+
 async def _big(request: web.Request) -> web.Response:
     return web.Response(body=b"b" * (4 * 1024 * 1024))
 
@@ -151,10 +177,13 @@ async def _hang(request: web.Request) -> web.Response:
 
 def make_app() -> web.Application:
     app = web.Application()
+    app[GATE] = asyncio.Event()
     app.router.add_get("/small", _small)
     app.router.add_post("/late", _late_body)
     app.router.add_get("/empty", _empty)
     app.router.add_get("/late", _late_body)
+    app.router.add_get("/gated", _gated)
+    app.router.add_post("/gated", _gated)
     app.router.add_get("/endless", _endless)
     app.router.add_get("/big", _big)
     app.router.add_get("/cut", _cut)
@@ -175,6 +204,10 @@ class Server:
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"{self.scheme}://{host}:{self.port}{path}"
+
+    def open_gate(self) -> None:
+        """Let every /gated response (now and later) send the rest of its body."""
+        self.runner.app[GATE].set()
 
 
 async def start_server(

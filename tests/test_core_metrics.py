@@ -13,6 +13,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, use_s
 from aiohttp_pool_otel import semconv as sc
 
 from .conftest import Server, Telemetry, start_server
+from .exactness_helpers import wait_until
 
 HOST_KEYS = {sc.SERVER_ADDRESS, sc.SERVER_PORT, sc.URL_SCHEME}
 
@@ -131,7 +132,10 @@ async def test_pending_requests_gauge_counts_waiters(telemetry: Telemetry, serve
     ) as session:
         held = await session.get(server.url("/endless"))
         waiters = [asyncio.create_task(session.get(server.url("/small"))) for _ in range(3)]
-        await asyncio.sleep(0.1)
+        await wait_until(
+            lambda: session.connector.statistics().waiting == 3,  # type: ignore[union-attr]
+            what="three requests queued",
+        )
         m = telemetry.metrics()
         assert value(m[sc.METRIC_PENDING]) == 3
         assert value(m[sc.METRIC_AVAILABLE]) == 0

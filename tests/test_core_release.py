@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import ssl
 import warnings
@@ -14,7 +13,8 @@ import pytest
 from aiohttp_pool_otel import ReleaseReason
 from aiohttp_pool_otel import semconv as sc
 
-from .conftest import Server, Telemetry
+from .conftest import Server, Telemetry, body_cut
+from .exactness_helpers import wait_until
 
 
 def lease_releases(telemetry: Telemetry) -> list[tuple[Any, Any, Any]]:
@@ -27,15 +27,6 @@ def lease_releases(telemetry: Telemetry) -> list[tuple[Any, Any, Any]]:
         )
         for s in telemetry.spans(sc.SPAN_LEASE)
     ]
-
-
-async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -103,7 +94,7 @@ async def test_read_body_is_eof_body(
     async with session.get(server.url("/late")) as resp:
         assert await resp.read() == b"0123456789"
     # The EOF came in aiohttp's transport callback: its telemetry follows on the loop.
-    await asyncio.sleep(0)
+    await wait_until(lambda: bool(lease_releases(telemetry)), what="the lease span")
     assert lease_releases(telemetry) == [("eof", "body", "pooled")]
 
 
@@ -133,7 +124,10 @@ async def test_big_unread_body_release_closes(
 ) -> None:
     session = session_of()
     resp = await session.get(server.url("/big"))
-    await asyncio.sleep(0.05)
+    # Part of the 4 MiB body is buffered, unread (aiohttp pauses reading long before
+    # all of it arrives): releasing now cannot give the connection back.
+    await wait_until(lambda: resp.content.total_bytes > 0, what="part of the body")
+    assert not resp.content.is_eof()
     resp.release()
     assert lease_releases(telemetry) == [("release", None, "closed")]
 
@@ -181,7 +175,7 @@ async def test_unclosed_response_garbage_collected_is_gc(
     assert session.connector.statistics().active == 1
     # While the body streams, aiohttp itself keeps the response alive (protocol ->
     # payload -> EOF callback); once the server cut the body, the response can die.
-    await asyncio.sleep(0.3)
+    await body_cut(resp)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         del resp
@@ -232,7 +226,12 @@ async def test_server_closing_idle_connection_then_reuse_attempt(
         session = session_of()
         async with session.get(srv.url("/small")) as resp:
             await resp.read()
-        await asyncio.sleep(0.3)  # the server drops the idle connection
+        # The server drops the idle connection (its keep-alive is 50 ms); wait until
+        # aiohttp's pool (tests may read it) holds it as closed, so the next request
+        # finds it stale.
+        idle = [proto for conns in session.connector._conns.values() for proto, _ in conns]
+        assert len(idle) == 1
+        await wait_until(lambda: not idle[0].is_connected(), what="the server's close")
         async with session.get(srv.url("/small")) as resp:
             assert await resp.text() == "hello"
         stats = session.connector.statistics()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_s
 from aiohttp_pool_otel import semconv as sc
 
 from .conftest import Server, Telemetry
+from .exactness_helpers import wait_until
 
 
 def by_name(spans: list[ReadableSpan]) -> dict[str, list[ReadableSpan]]:
@@ -72,10 +74,11 @@ async def test_connector_alone_names_each_requests_method_on_its_spans(
     connector = telemetry.connector(limit_per_host=1)
     async with aiohttp.ClientSession(connector=connector) as session:
         with tracer.start_as_current_span("request"):
-            async with session.post(server.url("/late"), data=b"x") as held:
+            async with session.post(server.url("/gated"), data=b"x") as held:
                 # The second request queues behind the held one: its wait span is a GET's.
                 waiting = asyncio.create_task(get_text(session, server.url("/small")))
-                await asyncio.sleep(0.05)
+                await wait_until(lambda: connector.statistics().waiting == 1, what="queued")
+                server.open_gate()
                 await held.read()
             assert await waiting == "hello"
     spans = by_name(telemetry.spans())
@@ -191,8 +194,10 @@ async def test_cancel_while_queued_ends_the_wait_span_and_counts_nothing(
     ) as session:
         held = await session.get(server.url("/endless"))
         task = asyncio.create_task(session.get(server.url("/small")))
-        await asyncio.sleep(0.1)
-        assert session.connector.statistics().waiting == 1  # type: ignore[union-attr]
+        await wait_until(
+            lambda: session.connector.statistics().waiting == 1,  # type: ignore[union-attr]
+            what="the request queued",
+        )
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -235,8 +240,10 @@ async def test_cancel_while_dialling(telemetry: Telemetry, silent_listener: int)
         connector=telemetry.connector(ssl=ssl.create_default_context())
     ) as session:
         task = asyncio.create_task(session.get(f"https://127.0.0.1:{silent_listener}/"))
-        await asyncio.sleep(0.2)
-        assert session.connector.statistics().connecting == 1  # type: ignore[union-attr]
+        await wait_until(
+            lambda: session.connector.statistics().connecting == 1,  # type: ignore[union-attr]
+            what="the dial started",
+        )
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -290,7 +297,11 @@ async def test_held_response_lease_outlives_its_request_span(
         with tracer.start_as_current_span("request"):
             resp = await session.get(server.url("/endless"))
         assert [s.name for s in telemetry.spans()] == [sc.SPAN_CREATE, "request"]
-        await asyncio.sleep(0.1)
+        (request,) = telemetry.spans("request")
+        assert request.end_time is not None
+        ended = request.end_time
+        # The clock moved on (the SDK's clock is time_ns; a coarse one may repeat).
+        await wait_until(lambda: time.time_ns() > ended, what="the clock to move")
         resp.close()
     spans = by_name(telemetry.spans())
     (request,) = spans["request"]
@@ -336,13 +347,17 @@ async def test_a_redirect_after_a_queued_acquisition_is_not_queued(
     target = server.url("/small", host="localhost")
     async with aiohttp.ClientSession(connector=telemetry.connector(limit_per_host=1)) as session:
         with tracer.start_as_current_span("request"):
-            holder = await session.get(server.url("/late"))  # holds the slot ~200 ms
+            holder = await session.get(server.url("/gated"))  # holds the slot until opened
 
             async def redirected() -> str:
                 return await get_text(session, server.url(f"/redirect?to={target}"))
 
             follower = asyncio.ensure_future(redirected())
-            await asyncio.sleep(0.05)  # it queues behind the holder
+            await wait_until(  # it queues behind the holder
+                lambda: session.connector.statistics().waiting == 1,  # type: ignore[union-attr]
+                what="the follower queued",
+            )
+            server.open_gate()
             await holder.read()  # EOF pools the connection: the follower takes it
             assert await follower == "hello"
     spans = by_name(telemetry.spans())

@@ -10,41 +10,82 @@ import pathlib
 import subprocess
 import sys
 import warnings
-from typing import Any
+from typing import Any, Optional
 
 import aiohttp
 import pytest
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Span, SpanProcessor
 
 from aiohttp_pool_otel import semconv as sc
 from aiohttp_pool_otel._aiohttp.probe import HAS_WAIT_METHOD
 
-from .conftest import Server, Telemetry
+from .conftest import Server, Telemetry, body_cut
+from .exactness_helpers import wait_until
 
 
 def points(telemetry: Telemetry, name: str) -> list[tuple[dict[str, Any], Any]]:
     return telemetry.metrics().get(name, [])
 
 
+class _LiveSpans(SpanProcessor):
+    """Keeps each started span (the SDK's live object): events added to a span still
+    open are visible, so a test can wait for them instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.started: list[Span] = []
+
+    def on_start(self, span: Span, parent_context: Optional[Context] = None) -> None:
+        self.started.append(span)
+
+
+def flagged(span: Any) -> bool:
+    """Whether the watchdog marked this lease span as held too long."""
+    return any(e.name == sc.EVENT_HELD_TOO_LONG for e in span.events)
+
+
 async def test_watchdog_counts_and_marks_connections_held_too_long(
     telemetry: Telemetry, server: Server
 ) -> None:
-    connector = telemetry.connector(watchdog_threshold=0.2, trace_all_leases=True)
+    threshold = 1.0
+    live = _LiveSpans()
+    telemetry.tracer_provider.add_span_processor(live)
+    connector = telemetry.connector(watchdog_threshold=threshold, trace_all_leases=True)
+    loop = asyncio.get_running_loop()  # loop.time() is the watchdog's clock (monotonic)
     async with aiohttp.ClientSession(connector=connector) as session:
+        asked = loop.time()  # the held lease starts after this
         held = await session.get(server.url("/endless"))
         async with session.get(server.url("/small")) as resp:
             await resp.read()
-        assert [v for _, v in points(telemetry, sc.METRIC_HELD_TOO_LONG)] == [0]
-        await asyncio.sleep(0.5)
-        assert [v for _, v in points(telemetry, sc.METRIC_HELD_TOO_LONG)] == [1]
+        young = [v for _, v in points(telemetry, sc.METRIC_HELD_TOO_LONG)]
+        at_most = loop.time() - asked  # the held lease's age at that collection, at most
+        # A lease younger than the threshold is not counted (checked whenever this
+        # machine got here in time, which is every run but a starved one).
+        assert young == [0] or at_most >= threshold, (young, at_most)
+        await wait_until(
+            lambda: [v for _, v in points(telemetry, sc.METRIC_HELD_TOO_LONG)] == [1],
+            timeout=threshold + 15,
+            what="the held lease counted as held too long",
+        )
+        # ... and it is counted only once it is that old.
+        assert loop.time() - asked >= threshold
+        # The watchdog's timer (every threshold / 2) marks the open lease span too.
+        await wait_until(
+            lambda: any(s.name == sc.SPAN_LEASE and flagged(s) for s in live.started),
+            timeout=threshold + 15,
+            what="the held lease's held_too_long event",
+        )
         held.close()
         assert [v for _, v in points(telemetry, sc.METRIC_HELD_TOO_LONG)] == [0]
     leases = telemetry.spans(sc.SPAN_LEASE)
-    flagged = [s for s in leases if any(e.name == sc.EVENT_HELD_TOO_LONG for e in s.events)]
-    assert len(flagged) == 1
-    assert flagged[0].attributes[sc.RELEASE_REASON] == "close"
-    (event,) = [e for e in flagged[0].events if e.name == sc.EVENT_HELD_TOO_LONG]
-    assert event.attributes is not None
-    assert event.attributes[sc.CONNECTION_HOLD_TIME] >= 0.2
+    assert len(leases) == 2
+    (long_lease,) = [s for s in leases if s.attributes[sc.RELEASE_REASON] == "close"]
+    assert flagged(long_lease)
+    for lease in leases:  # the /small lease too, had a starved machine held it that long
+        if flagged(lease):
+            (event,) = [e for e in lease.events if e.name == sc.EVENT_HELD_TOO_LONG]
+            assert event.attributes is not None
+            assert event.attributes[sc.CONNECTION_HOLD_TIME] >= threshold
 
 
 async def test_watchdog_off_reports_no_gauge(telemetry: Telemetry, server: Server) -> None:
@@ -60,7 +101,7 @@ async def test_gc_release_names_the_line_that_made_the_request(
     connector = telemetry.connector(capture_request_location=True, trace_all_leases=True)
     async with aiohttp.ClientSession(connector=connector) as session:
         resp: Any = await session.get(server.url("/cut"))  # the leaking line
-        await asyncio.sleep(0.3)
+        await body_cut(resp)  # from then on only the test keeps the response alive
         with caplog.at_level(logging.WARNING, "aiohttp_pool_otel"), warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)
             del resp
@@ -98,24 +139,41 @@ async def test_queued_counter_names_the_limiting_factor(
 async def test_wait_timeout_span_carries_a_picture_of_the_pool(
     telemetry: Telemetry, server: Server, server2: Server
 ) -> None:
-    async with aiohttp.ClientSession(connector=telemetry.connector(limit=2)) as session:
+    loop = asyncio.get_running_loop()  # loop.time() is the plugin's clock (monotonic)
+    connector = telemetry.connector(limit=2)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        asked = loop.time()  # both leases start after this
         held = [
             await session.get(server.url("/endless")),
             await session.get(server2.url("/endless")),
         ]
+        leased = loop.time()  # ... and before this
+        # Not synchronisation: the leases age a little before anyone waits, so a lease's
+        # age tells itself apart from the wait's (a slow machine only adds to it).
         await asyncio.sleep(0.1)
         patient = asyncio.create_task(session.get(server2.url("/small")))
+        await wait_until(lambda: connector.statistics().waiting == 1, what="the patient queued")
+        queued = loop.time()  # the impatient one queues after this, for 0.2 s at least
         with pytest.raises(asyncio.TimeoutError):
             await session.get(server.url("/small"), timeout=aiohttp.ClientTimeout(connect=0.2))
+        failed = loop.time()
         patient.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await patient
         for resp in held:
             resp.close()
-    wait, _ = telemetry.spans(sc.SPAN_WAIT)  # the impatient one ended first
-    assert wait.attributes[sc.ERROR_TYPE] == "pool_wait_timeout"
+    waits = telemetry.spans(sc.SPAN_WAIT)
+    (wait,) = [s for s in waits if s.attributes.get(sc.ERROR_TYPE) == "pool_wait_timeout"]
+    assert sorted(str(s.attributes.get(sc.ERROR_TYPE)) for s in waits) == [
+        "CancelledError",
+        "pool_wait_timeout",
+    ]
     assert wait.attributes[sc.POOL_BLOCKING_LIMIT] == "limit"
     assert wait.attributes[sc.POOL_ACTIVE] == 2
     assert wait.attributes[sc.POOL_WAITING] == 1  # the patient one; the failing one left
-    assert wait.attributes[sc.POOL_OLDEST_LEASE_AGE] >= 0.3
+    # The oldest lease's age at the timeout: from its acquisition, not from the wait.
+    age = wait.attributes[sc.POOL_OLDEST_LEASE_AGE]
+    assert queued - leased + 0.2 <= age <= failed - asked, (age, queued - leased)
     keys = [e for e in wait.events if e.name == sc.EVENT_POOL_KEY]
     assert sorted(e.attributes[sc.SERVER_PORT] for e in keys) == sorted(  # type: ignore[index]
         [server.port, server2.port]

@@ -17,6 +17,7 @@ from aiohttp_pool_otel import semconv as sc
 from aiohttp_pool_otel._aiohttp.hooks import state_of
 
 from .conftest import Server, Telemetry, start_server
+from .exactness_helpers import wait_until
 
 SECRETS = ["alice", "s3cr3t-pw", "pr0xy-user", "pr0xy-pw", "t0k3n", "X-Api-Key", "k3y-v4l"]
 
@@ -170,7 +171,7 @@ async def test_concurrent_cancellations_leave_nothing_behind(
     async with aiohttp.ClientSession(connector=connector) as session:
         held = await session.get(server.url("/endless"))
         tasks = [asyncio.ensure_future(session.get(server.url("/small"))) for _ in range(20)]
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: connector.statistics().waiting == 20, what="all queued")
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
