@@ -94,7 +94,7 @@ build_collector() {
   [ -x "$out" ] && { echo "collector=$out"; return 0; }
   go_env
   build_ocb
-  log "building the Collector from deploy/otelcol-builder.yaml -> $out"
+  log "building the Collector from deploy/otelcol-builder.yaml -> $out (minutes the first time)"
   local tmp="${out%/*}.tmp.$$"
   mkdir -p "$tmp/work"
   # ocb writes its generated module to the manifest's relative output_path: run it in a
@@ -111,7 +111,7 @@ build_jaeger() {
   local out; out="$(jaeger_path)"
   [ -x "$out" ] && { echo "jaeger=$out"; return 0; }
   go_env
-  log "building Jaeger v2 -> $out"
+  log "building Jaeger v2 -> $out (its largest part: about 10 minutes on 2 busy cores)"
   local tmp="${out%/*}.tmp.$$"
   mkdir -p "$tmp"
   build_tool "$here/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger "$tmp/jaeger"
