@@ -134,14 +134,15 @@ def timed_out(exc: BaseException, acq: Acquisition, connect_limit: Optional[floa
         return True
     if not isinstance(exc, asyncio.CancelledError):
         return False
-    fired = (
-        connect_limit is not None
-        and time.monotonic() - acq.started >= connect_limit - CONNECT_DEADLINE_SLACK
-    ) or _request_timer_fired()
+    connect_fired = connect_limit is not None and (
+        time.monotonic() - acq.started >= connect_limit - CONNECT_DEADLINE_SLACK
+    )
+    fired = int(connect_fired) + int(_request_timer_fired())
     if not fired:
         return False
-    # On Python 3.11+ a timeout turns the cancellation into TimeoutError only when it
-    # was the one cancellation requested (asyncio.timeout and aiohttp's timer compare
-    # the task's count): a caller's own cancel() in the same loop iteration wins.
+    # On Python 3.11+ each timeout that fired requested one cancellation, and each
+    # (asyncio.timeout, aiohttp's timer) turns the cancellation into TimeoutError only
+    # when no other request is left: the caller gets TimeoutError unless a cancel() of
+    # its own came too. Older Pythons convert whenever a timeout fired.
     now, before = cancel_requests(), acq.cancels
-    return before is None or now is None or now - before <= 1
+    return before is None or now is None or now - before <= fired
