@@ -58,26 +58,8 @@ for v in $PYTHONS; do
   REPORT+=("$name|$versions|$summary ($((SECONDS - t0)) s)")
   echo "  $name: $summary" >&2
 done
-passed=0; failed=0; skipped=0
-for line in "${REPORT[@]}"; do
-  summary="${line##*|}"
-  p=$(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '[0-9]+' || true)
-  f=0
-  for n in $(grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" | grep -oE '^[0-9]+' || true); do
-    f=$((f + n))
-  done
-  k=$(grep -oE '[0-9]+ skipped' <<<"$summary" | grep -oE '[0-9]+' || true)
-  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0})); skipped=$((skipped + ${k:-0}))
-  case "$summary" in *"install failed"*|*"not found"*) failed=$((failed + 1));; esac
-done
-echo
-echo "| python | versions | result |"
-echo "|---|---|---|"
-for line in "${REPORT[@]}"; do
-  IFS='|' read -r a b c <<<"$line"
-  echo "| $a | $b | $c |"
-done
-echo
 echo "python matrix took $((SECONDS - started)) s"
-echo "pythons: $passed passed, $failed failed, $skipped skipped"
+# shellcheck source=.ci/matrix_summary.sh
+source "$(dirname "$0")/matrix_summary.sh"
+print_matrix_summary "python" "pythons"
 exit $status

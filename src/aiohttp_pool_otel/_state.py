@@ -34,7 +34,15 @@ from ._errors import report_internal_error
 from ._hosts import HostBook
 from ._meters import SCOPE, meters_for
 from ._options import PoolOptions
-from ._records import Attributes, ConnectionRecord
+from ._records import (
+    CLOSE,
+    CLOSED,
+    CONNECTOR_CLOSED,
+    EOF,
+    POOLED,
+    Attributes,
+    ConnectionRecord,
+)
 from ._release_facts import ReleaseFact, emit_release
 from ._snapshot import PoolSnapshot, statistics_of, take_snapshot
 from ._spans import SpanEmitter
@@ -48,12 +56,6 @@ if TYPE_CHECKING:
 
 _monotonic = time.monotonic
 _current_task = asyncio.current_task
-# Enum members as module constants: each is read on every release, and a class
-# attribute lookup of an enum member costs ~70 ns.
-_EOF = ReleaseReason.EOF
-_POOLED = ReleaseOutcome.POOLED
-_CLOSED = ReleaseOutcome.CLOSED
-_CONNECTOR_CLOSED = ReleaseReason.CONNECTOR_CLOSED
 
 
 class PoolState:
@@ -116,8 +118,8 @@ class PoolState:
         """aiohttp gave a held connection back (loop thread, never a finalizer)."""
         try:
             if (
-                reason is _EOF
-                and outcome is _POOLED
+                reason is EOF
+                and outcome is POOLED
                 and record.uses
                 and record.lease_started_at is None
                 and record.span is None
@@ -131,7 +133,7 @@ class PoolState:
                 record.uses += 1
                 return
             self._count(protocol, record, reason, outcome)
-            if outcome is _CLOSED or record.span is not None or self.per_lease_work:
+            if outcome is CLOSED or record.span is not None or self.per_lease_work:
                 self._emit(ReleaseFact.of(protocol, record, reason, phase, outcome))
             elif record.lease_started_at is not None:  # a first lease: nothing to emit
                 record.lease_started_at = None
@@ -152,7 +154,7 @@ class PoolState:
         outcome: ReleaseOutcome,
     ) -> None:  # fmt: skip
         host = record.host
-        if reason is _EOF and outcome is _POOLED:
+        if reason is EOF and outcome is POOLED:
             host.eof_pooled += 1
         else:
             pair = (reason, outcome)
@@ -160,7 +162,7 @@ class PoolState:
         if record.uses:
             host.reused += 1
         record.uses += 1
-        if outcome is _CLOSED and self.records.pop(protocol, None) is not None:
+        if outcome is CLOSED and self.records.pop(protocol, None) is not None:
             host.closed += 1
 
     def released_in_finalizer(self, fact: ReleaseFact) -> None:
@@ -218,13 +220,13 @@ class PoolState:
             ]
             if not lost:
                 return
-            closed = _CONNECTOR_CLOSED if self.view.closed else ReleaseReason.CLOSE
+            closed = CONNECTOR_CLOSED if self.view.closed else CLOSE
             for protocol, record in lost:
                 if record.lease_started_at is not None:  # a lease no release will end
-                    self._count(protocol, record, closed, _CLOSED)
+                    self._count(protocol, record, closed, CLOSED)
                 elif records.pop(protocol, None) is not None:
                     record.host.closed += 1
-                self.pending.append(ReleaseFact.of(protocol, record, closed, None, _CLOSED))
+                self.pending.append(ReleaseFact.of(protocol, record, closed, None, CLOSED))
             self.schedule_drain(threadsafe)
         except Exception:
             if not threadsafe:
@@ -235,7 +237,7 @@ class PoolState:
         record = self.records.pop(protocol, None)
         if record is not None:
             record.host.closed += 1
-            self._emit(ReleaseFact.of(protocol, record, _CONNECTOR_CLOSED, None, _CLOSED))
+            self._emit(ReleaseFact.of(protocol, record, CONNECTOR_CLOSED, None, CLOSED))
 
     def connector_closed(self, held: list[Any], in_finalizer: bool) -> None:
         """The connector closed: held leases end, and every connection is closed."""
@@ -245,9 +247,9 @@ class PoolState:
             for protocol in held:
                 record = self.records.get(protocol)
                 if record is not None:
-                    self._count(protocol, record, _CONNECTOR_CLOSED, _CLOSED)
+                    self._count(protocol, record, CONNECTOR_CLOSED, CLOSED)
                     self.pending.append(
-                        ReleaseFact.of(protocol, record, _CONNECTOR_CLOSED, None, _CLOSED)
+                        ReleaseFact.of(protocol, record, CONNECTOR_CLOSED, None, CLOSED)
                     )
             self.reconcile(threadsafe=in_finalizer)
             if not in_finalizer:

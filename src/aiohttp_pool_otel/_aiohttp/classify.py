@@ -24,20 +24,13 @@ from typing import Any, Optional
 from aiohttp import BaseConnector, ClientResponse, ClientSession
 from aiohttp.connector import Connection
 
-from .._records import Acquisition
+from .._records import BODY, CLOSE, EOF, ERROR, GC, HEADERS, RELEASE, Acquisition
 from ..semconv import ReleasePhase, ReleaseReason
-
-EOF = ReleaseReason.EOF
-GC = ReleaseReason.GC
-RELEASE = ReleaseReason.RELEASE
-ERROR = ReleaseReason.ERROR
-HEADERS = ReleasePhase.HEADERS
-BODY = ReleasePhase.BODY
 
 _REASON_OF_CALLER: dict[CodeType, ReleaseReason] = {
     ClientResponse._response_eof.__code__: EOF,
     ClientResponse.release.__code__: RELEASE,
-    ClientResponse.close.__code__: ReleaseReason.CLOSE,
+    ClientResponse.close.__code__: CLOSE,
     ClientResponse.__del__.__code__: GC,
     Connection.__del__.__code__: GC,
 }

@@ -28,7 +28,7 @@ from opentelemetry.trace import SpanKind
 from .. import semconv as sc
 from .._errors import report_internal_error
 from .._meters import NO_EXEMPLAR
-from .._records import Acquisition, Attributes
+from .._records import CLOSED, EOF, ERROR, GC, POOLED, Acquisition, Attributes
 from .._release_facts import ReleaseFact
 from .._spans import error_type
 from .._state import PoolState
@@ -47,11 +47,6 @@ STATE_ATTR = "_aiohttp_pool_otel"
 AutoState = Callable[[Any], Optional[PoolState]]
 
 _monotonic = time.monotonic
-_EOF = ReleaseReason.EOF
-_GC = ReleaseReason.GC
-_ERROR = ReleaseReason.ERROR
-_POOLED = ReleaseOutcome.POOLED
-_CLOSED = ReleaseOutcome.CLOSED
 
 
 def state_of(connector: Any) -> Optional[PoolState]:
@@ -82,7 +77,7 @@ def _outcome(connector: Any, key: Any, protocol: Any) -> ReleaseOutcome:
     # What aiohttp did, not what it would do: every version pools a connection by
     # appending it to _conns[key], so it was pooled iff it is last there.
     conns = connector._conns.get(key)
-    return _POOLED if conns and conns[-1][0] is protocol else _CLOSED
+    return POOLED if conns and conns[-1][0] is protocol else CLOSED
 
 
 def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str, Any]:
@@ -114,20 +109,20 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
             # after the connector closed (which ended every lease).
             return base._release(self, key, protocol, should_close=should_close)  # type: ignore[no-any-return]
         record = state.records.get(protocol)
-        reason: ReleaseReason = _ERROR
+        reason: ReleaseReason = ERROR
         phase: Optional[ReleasePhase] = None
         try:
             if EXPLICIT_SHOULD_CLOSE and not should_close:
                 payload = getattr(protocol, "_payload", None)  # a test's stand-in may lack it
                 if payload is not None and payload.is_eof():
-                    reason = _EOF
+                    reason = EOF
                     if record is not None and record.span is not None:
                         phase = eof_phase(self._loop)  # only a span shows it
-            if reason is not _EOF:
+            if reason is not EOF:
                 reason, phase = classify_by_caller(should_close, self._loop)
         except Exception:
             pass  # no logging: this may be a finalizer
-        if reason is _GC:
+        if reason is GC:
             return _release_in_finalizer(state, self, key, protocol, should_close, record)
         if record is None:
             record = state.adopt(protocol, key)
@@ -136,7 +131,7 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
         finally:
             # What aiohttp did, not what it would do: see _outcome (inlined: hot path).
             conns = self._conns.get(key)
-            outcome = _POOLED if conns and conns[-1][0] is protocol else _CLOSED
+            outcome = POOLED if conns and conns[-1][0] is protocol else CLOSED
             state.released(protocol, record, reason, phase, outcome)
 
     def _release_in_finalizer(
@@ -152,7 +147,7 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
         finally:
             try:
                 outcome = _outcome(connector, key, protocol)
-                fact = ReleaseFact(protocol, key, record, _GC, None, outcome, counted=False)
+                fact = ReleaseFact(protocol, key, record, GC, None, outcome, counted=False)
                 state.released_in_finalizer(fact)
             except Exception:
                 pass
