@@ -266,6 +266,10 @@ class PoolState:
         snap = take_snapshot(self)
         if len(self.records) > len(snap.held or ()) + sum(h.idle for h in snap.hosts):
             self.reconcile_soon()
+        if self.view.closed:
+            # A closed pool has no state to report: only its final counts, until the
+            # connector is garbage-collected (a last export then shows created == closed).
+            snap.held = None
         return snap
 
     def reconcile_soon(self) -> None:

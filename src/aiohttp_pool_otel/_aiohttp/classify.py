@@ -26,6 +26,7 @@ from aiohttp.connector import Connection
 
 from .._records import BODY, CLOSE, EOF, ERROR, GC, HEADERS, RELEASE, Acquisition
 from ..semconv import ReleasePhase, ReleaseReason
+from .probe import TIMER_COUNTS_CANCELS
 
 _REASON_OF_CALLER: dict[CodeType, ReleaseReason] = {
     ClientResponse._response_eof.__code__: EOF,
@@ -130,7 +131,10 @@ def timed_out(exc: BaseException, acq: Acquisition, connect_limit: Optional[floa
     connect_fired = connect_limit is not None and (
         time.monotonic() - acq.started >= connect_limit - CONNECT_DEADLINE_SLACK
     )
-    fired = int(connect_fired) + int(_request_timer_fired())
+    timer_fired = _request_timer_fired()
+    if timer_fired and not TIMER_COUNTS_CANCELS:
+        return True  # this aiohttp's timer turns whatever cancellation into TimeoutError
+    fired = int(connect_fired) + int(timer_fired)
     if not fired:
         return False
     # On Python 3.11+ each timeout that fired requested one cancellation, and each

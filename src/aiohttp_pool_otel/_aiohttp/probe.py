@@ -19,6 +19,13 @@ HAS_WAIT_METHOD = hasattr(BaseConnector, "_wait_for_available_connection")
 # the protocol's own should_close from Connection.release() too.
 EXPLICIT_SHOULD_CLOSE = AIOHTTP_VERSION >= (3, 10, 11)
 
+# From 3.10.11 aiohttp's request timer lets a cancellation of the caller's own through
+# after it fired (it compares the task's cancellation count); 3.9 turns any into
+# TimeoutError.
+TIMER_COUNTS_CANCELS = "_cancelling" in getattr(
+    getattr(aiohttp.helpers, "TimerContext", None), "__slots__", ()
+)
+
 _EXPECTED = {
     (BaseConnector, "connect"): ("req", "traces", "timeout"),
     (BaseConnector, "_release"): ("key", "protocol", "should_close"),
