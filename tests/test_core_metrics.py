@@ -146,24 +146,26 @@ async def test_pending_requests_gauge_counts_waiters(telemetry: Telemetry, serve
         assert value(m[sc.METRIC_PENDING]) == 0
 
 
-async def test_gauges_return_to_zero_and_hosts_keep_reporting(
+async def test_gauges_return_to_zero_and_a_closed_connector_keeps_only_its_counts(
     telemetry: Telemetry, server: Server
 ) -> None:
-    connector = telemetry.connector(limit_per_host=2)
+    connector = telemetry.connector(limit_per_host=2, force_close=True)
     async with aiohttp.ClientSession(connector=connector) as session:
         resp = await session.get(server.url("/endless"))
         async with session.get(server.url("/small")) as r:
             await r.read()
         assert telemetry.metrics()[sc.METRIC_OPEN_CONNECTIONS]
         resp.close()
+        # The pool is empty while the connector lives: its series stay, at zero.
+        m = telemetry.metrics()
+        assert [v for _, v in m[sc.METRIC_OPEN_CONNECTIONS]] == [0, 0]
+        assert [v for _, v in m[sc.METRIC_PENDING]] == [0]
     m = telemetry.metrics()
-    # Connector closed: the host's series stay, at zero (no gap, no stale value).
-    assert [v for _, v in m[sc.METRIC_OPEN_CONNECTIONS]] == [0, 0]
-    assert [v for _, v in m[sc.METRIC_PENDING]] == [0]
+    # Connector closed: no pool, so no state; the final counts stay (created == closed).
+    assert sc.METRIC_OPEN_CONNECTIONS not in m and sc.METRIC_PENDING not in m
     stats = connector.statistics()
     assert (stats.active, stats.idle, stats.waiting, stats.connecting) == (0, 0, 0, 0)
-    # Counters stay: the idle connection closed by the connector is counted.
-    assert value(m[sc.METRIC_CLOSED]) == 2
+    assert value(m[sc.METRIC_CREATED]) == value(m[sc.METRIC_CLOSED]) == 2
 
 
 async def test_hosts_beyond_max_hosts_fold_into_other(telemetry: Telemetry) -> None:
