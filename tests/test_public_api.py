@@ -60,3 +60,30 @@ def test_private_aiohttp_internals_are_touched_in_the_adapter_only() -> None:
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("aiohttp."):
                 offenders.append(f"{path.name}:{node.lineno} from {node.module}")
     assert offenders == []
+
+
+def test_a_base_install_imports_everything_and_names_the_missing_extra() -> None:
+    """Without opentelemetry-instrumentation (a base install), ``import *`` works and
+    using the instrumentor says, in one line, which extra to install (issue 13)."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+sys.modules["opentelemetry.instrumentation"] = None  # as if it were not installed
+sys.modules["opentelemetry.instrumentation.instrumentor"] = None
+from aiohttp_pool_otel import *  # noqa: F403
+from aiohttp_pool_otel import AioHttpConnectionPoolInstrumentor
+try:
+    AioHttpConnectionPoolInstrumentor()
+except ModuleNotFoundError as exc:
+    print("ERROR:", exc)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "ERROR: AioHttpConnectionPoolInstrumentor needs opentelemetry-instrumentation: "
+        "pip install 'aiohttp-pool-otel[instrumentation]'"
+    )
