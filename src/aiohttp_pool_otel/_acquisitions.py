@@ -16,7 +16,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from . import semconv as sc
-from ._aiohttp.classify import cancel_requests
+from ._aiohttp.classify import TIMER_AT_START, cancel_requests, request_timer
 from ._errors import report_internal_error
 from ._meters import NO_EXEMPLAR
 from ._records import Acquisition, Attributes, ConnectionRecord
@@ -66,6 +66,8 @@ class AcquisitionEvents:
             host = self._state.hosts.for_key(key)
             acq = Acquisition(host, self._spans.parent(), method, now)
             acq.cancels = cancel_requests()
+            if TIMER_AT_START:
+                acq.timer = request_timer(2)  # begin <- the hook <- connect() ...
             return acq
         except Exception:
             report_internal_error("begin")

@@ -125,6 +125,7 @@ class Acquisition:
         "parent",
         "queued",
         "started",
+        "timer",
         "wait_span",
         "waiting",
     )
@@ -137,6 +138,7 @@ class Acquisition:
         self.method = method
         self.started = now  # the acquisition's clock: wait and dial timeouts count from it
         self.cancels: Optional[int] = None  # the task's cancellation requests at the start
+        self.timer: object = None  # aiohttp's request timer (Python < 3.11 only)
         self.queued = False
         self.waiting = False
         self.wait_span: Optional[Span] = None

@@ -100,18 +100,30 @@ def caller_request(depth: int) -> tuple[Any, Optional[str], Optional[float]]:
         return None, None, None
 
 
-def _request_timer_fired() -> bool:
-    """Whether the ``total`` timer of the request being served has fired."""
-    frame: Optional[FrameType] = sys._getframe(2)
+# Before Python 3.11 an exception thrown into a coroutine chain leaves the outer
+# frames unlinked while it propagates: the request's timer is found when the
+# acquisition starts instead, on the slow path only.
+TIMER_AT_START = sys.version_info < (3, 11)
+
+
+def request_timer(depth: int) -> Any:
+    """aiohttp's ``total`` timer of the request served ``depth`` frames up, if any."""
+    frame: Optional[FrameType] = sys._getframe(depth + 1)
     for _ in range(12):
         if frame is None:
-            return False
+            return None
         if frame.f_code.co_name in _REQUEST_CODES:
             timer = frame.f_locals.get("timer")
             if timer is not None:
-                return bool(getattr(timer, "_cancelled", False))
+                return timer
         frame = frame.f_back
-    return False
+    return None
+
+
+def _request_timer_fired(acq: Acquisition) -> bool:
+    """Whether the ``total`` timer of ``acq``'s request has fired."""
+    timer = acq.timer if TIMER_AT_START else request_timer(2)
+    return bool(getattr(timer, "_cancelled", False))
 
 
 def cancel_requests() -> Optional[int]:
@@ -131,7 +143,7 @@ def timed_out(exc: BaseException, acq: Acquisition, connect_limit: Optional[floa
     connect_fired = connect_limit is not None and (
         time.monotonic() - acq.started >= connect_limit - CONNECT_DEADLINE_SLACK
     )
-    timer_fired = _request_timer_fired()
+    timer_fired = _request_timer_fired(acq)
     if timer_fired and not TIMER_COUNTS_CANCELS:
         return True  # this aiohttp's timer turns whatever cancellation into TimeoutError
     fired = int(connect_fired) + int(timer_fired)
