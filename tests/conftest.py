@@ -256,3 +256,25 @@ def client_ssl_context(certificate_authority: trustme.CA) -> ssl.SSLContext:
     context = ssl.create_default_context()
     certificate_authority.configure_trust(context)
     return context
+
+
+@pytest.fixture
+async def hold_server() -> AsyncIterator[tuple[Server, asyncio.Event]]:
+    """``/hold`` answers when the test sets the event (bounded), ``/small`` at once."""
+    release = asyncio.Event()
+
+    async def hold(request: web.Request) -> web.Response:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(release.wait(), 15)
+        return web.Response(text="held")
+
+    async def small(request: web.Request) -> web.Response:
+        return web.Response(text="hello")
+
+    app = web.Application()
+    app.router.add_get("/hold", hold)
+    app.router.add_get("/small", small)
+    srv = await start_server(app)
+    yield srv, release
+    release.set()
+    await srv.runner.cleanup()

@@ -10,41 +10,19 @@ connection's age. Bounds are generous (the machines are noisy).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from aiohttp_pool_otel import semconv as sc
 
-from .conftest import Server, Telemetry, start_server
+from .conftest import Server, Telemetry
 from .exactness_helpers import SpanLedger, wait_until
 
 IDLE_SECONDS = 1.0  # the scenario: the connection idles this long before its reuse
 
 
-@pytest.fixture
-async def hold_server() -> AsyncIterator[tuple[Server, asyncio.Event]]:
-    release = asyncio.Event()
-
-    async def hold(request: web.Request) -> web.Response:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(release.wait(), 15)
-        return web.Response(text="held")
-
-    async def small(request: web.Request) -> web.Response:
-        return web.Response(text="hello")
-
-    app = web.Application()
-    app.router.add_get("/hold", hold)
-    app.router.add_get("/small", small)
-    srv = await start_server(app)
-    yield srv, release
-    release.set()
-    await srv.runner.cleanup()
 
 
 @pytest.mark.parametrize("per_lease", [False, True], ids=["default", "trace_all_leases"])

@@ -8,44 +8,21 @@ The truth is what the caller got: the count of timeout exceptions the callers sa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
 from opentelemetry.trace import StatusCode
 
 from aiohttp_pool_otel import OpenTelemetryTCPConnector
 from aiohttp_pool_otel import semconv as sc
 
-from .conftest import Server, Telemetry, start_server
+from .conftest import Server, Telemetry
 from .exactness_helpers import HostileMeterProvider, SpanLedger, quiet_point, wait_until
 
 QUEUED = 6
 
 
-@pytest.fixture
-async def hold_server() -> AsyncIterator[tuple[Server, asyncio.Event]]:
-    """``/hold`` answers when the test sets the event (bounded), ``/small`` at once."""
-    release = asyncio.Event()
-
-    async def hold(request: web.Request) -> web.Response:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(release.wait(), 15)
-        return web.Response(text="held")
-
-    async def small(request: web.Request) -> web.Response:
-        return web.Response(text="hello")
-
-    app = web.Application()
-    app.router.add_get("/hold", hold)
-    app.router.add_get("/small", small)
-    srv = await start_server(app)
-    yield srv, release
-    release.set()
-    await srv.runner.cleanup()
 
 
 SHAPES = {
