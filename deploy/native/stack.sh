@@ -114,7 +114,9 @@ start() {   # start NAME BINARY ARGS... (environment already exported by the cal
 wait_healthy() {
   local name="$1" deadline=$((SECONDS + ${STACK_WAIT_SECONDS:-90}))
   until healthy "$name"; do
-    if ! running_pid "$name" >/dev/null; then
+    # kill -0, not running_pid: right after start the child may still be nohup, not yet
+    # the service's binary (a loaded machine shows it), and only death is failure here.
+    if ! kill -0 "$(cat "$state/$name.pid" 2>/dev/null || echo 0)" 2>/dev/null; then
       tail -20 "$state/$name.log" >&2 || true
       stop_all
       die "$name exited during start-up (log: $state/$name.log)"
