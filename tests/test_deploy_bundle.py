@@ -187,9 +187,9 @@ def test_the_images_name_the_releases_the_native_stack_builds() -> None:
             # core: the same minor release (v0.X.0), or the matching stable v1 module
             assert version in {f"v{collector_tag.rsplit('.', 1)[0]}.0", "v1.71.0"}, path
     # Jaeger v2's images are tagged 2.x; its Go module tags the same release v1.y
-    # (v1.76.0 is 2.13.0: the module's own CHANGELOG pairs them).
+    # (v1.75.0 is 2.12.0: the module's own CHANGELOG pairs them).
     jaeger_tag = services["jaeger"]["image"].split(":")[1]
     (module_version,) = re.findall(
         r"github.com/jaegertracing/jaeger (v[0-9.]+)", JAEGER_MODULE.read_text()
     )
-    assert {"v1.76.0": "2.13.0"}.get(module_version) == jaeger_tag, (module_version, jaeger_tag)
+    assert {"v1.75.0": "2.12.0"}.get(module_version) == jaeger_tag, (module_version, jaeger_tag)

@@ -4,7 +4,7 @@
 #   deploy/native/build.sh [all|collector|jaeger]    prints NAME=PATH for each binary
 #
 # Pinned recipes, all in this repository:
-#   deploy/native/jaeger/go.mod          `tool github.com/jaegertracing/jaeger/cmd/jaeger` at v1.76.0
+#   deploy/native/jaeger/go.mod          `tool github.com/jaegertracing/jaeger/cmd/jaeger` at v1.75.0
 #   deploy/native/otelcol-builder/go.mod `tool go.opentelemetry.io/collector/cmd/builder` (ocb) v0.165.0
 #   deploy/otelcol-builder.yaml          ocb's manifest: the Collector's components and versions
 # Outputs live in $AIOHTTP_POOL_OTEL_CACHE (default ~/.cache/aiohttp-pool-otel), one directory
