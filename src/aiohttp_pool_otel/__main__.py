@@ -1,10 +1,10 @@
-"""``python -m aiohttp_pool_otel demo``."""
+"""``python -m aiohttp_pool_otel``: the command line (see :mod:`.cli`)."""
 
 from __future__ import annotations
 
 import sys
 
-from .demo.cli import main
+from .cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,4 @@
-"""The ``aiohttp-pool-otel`` command line."""
+"""``aiohttp-pool-otel demo``: its options and its run."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import json
 import logging
 import os
 import sys
-from typing import Any, NoReturn, Optional
+from typing import Any
 
-from .. import __version__
+from ..cli import PROG
 
-PROG = "aiohttp-pool-otel"
 DEMO_PROG = f"{PROG} demo"
 
 SCENARIO_HELP = {
@@ -26,27 +25,14 @@ SCENARIO_HELP = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    """Bad options: one line on stderr, exit code 2, prefixed by the command at fault."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 def _fail(code: int, message: str) -> int:
     """A run-time failure of the demo: one line on stderr, as option errors are."""
     print(f"{DEMO_PROG}: error: {message}", file=sys.stderr)
     return code
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=PROG,
-        description="OpenTelemetry for aiohttp's connection pool: run the demo.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    # The subcommand's errors name it: "aiohttp-pool-otel demo: error: ...".
+def add_parser(commands: Any) -> None:
+    """Add ``demo`` to the command line's subcommands."""
     demo = commands.add_parser(
         "demo",
         help="replay a pool scenario against two local servers and explain it",
@@ -84,16 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--quiet", action="store_true", help="no progress lines on stderr"
     )
-    return parser
+    demo.set_defaults(run=run)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """Entry point of the ``aiohttp-pool-otel`` console script."""
-    parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:
-        # Reported by the subcommand's parser, like its other option errors.
-        _Parser(prog=DEMO_PROG).error(f"unrecognized arguments: {' '.join(unknown)}")
+def run(args: argparse.Namespace) -> int:
+    """Run the demo the parsed options describe."""
     try:
         from .run import run_demo
     except ImportError as exc:
