@@ -44,6 +44,7 @@ from ._records import (
     ConnectionRecord,
 )
 from ._release_facts import ReleaseFact, emit_release
+from ._retired import RetiredBook
 from ._snapshot import PoolSnapshot, statistics_of, take_snapshot
 from ._spans import SpanEmitter
 from ._version import __version__
@@ -84,7 +85,9 @@ class PoolState:
         # A request that queued, until the dial that may follow in the same connect().
         self.queued: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self.acquisitions = AcquisitionEvents(self)
-        self.meters.register(self)
+        self.meters.register(
+            self, RetiredBook(self.hosts.records, self.pool_attributes, options.max_hosts)
+        )
 
     # --- records ------------------------------------------------------------
 
