@@ -118,7 +118,7 @@ class PoolMeters:
         self._lock = threading.Lock()  # registration and folding, never a request path
         self._sources: dict[weakref.ReferenceType[Any], RetiredBook] = {}
         self._dead: deque[weakref.ReferenceType[Any]] = deque()  # appended by the GC
-        self._retired = RetiredCounts.empty()
+        self._retired = RetiredCounts()
         self._local = threading.local()
         create = {
             _GAUGE: meter.create_observable_gauge,
@@ -173,18 +173,15 @@ class PoolMeters:
         with self._lock:
             book = self._sources.pop(weakref.ref(source), None)
             if book is not None:
-                self._retired = self._retired.folding((book,))
+                self._retired.fold(book)
 
     def _fold_dead(self) -> None:
         """Fold the sources the GC took since the last time (under the lock)."""
         dead = self._dead
-        books = []
         while dead:
             book = self._sources.pop(dead.popleft(), None)
             if book is not None:  # None: already folded by a collection
-                books.append(book)
-        if books:
-            self._retired = self._retired.folding(books)
+                self._retired.fold(book)
 
     def _collection(self) -> _Collection:
         """This collection's snapshots and retired counts: taken by its first callback,
@@ -197,17 +194,14 @@ class PoolMeters:
         with self._lock:
             self._fold_dead()
             live: list[Source] = []
-            gone = []
             for ref, book in list(self._sources.items()):
                 source = ref()
                 if source is None:  # dead, its callback not run yet: fold it here
-                    gone.append(book)
                     del self._sources[ref]
+                    self._retired.fold(book)
                 else:
                     live.append(source)
-            if gone:
-                self._retired = self._retired.folding(gone)
-            retired = self._retired
+            retired = self._retired.copy()
         # Each source is now either live (held here, so it cannot die and be folded
         # during this collection) or in ``retired``: never both, never neither.
         snaps = []

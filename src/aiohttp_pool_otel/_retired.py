@@ -9,7 +9,9 @@ collection adds them to the live ones.
 
 Folding happens on the loop thread (when a new connector registers) or in the
 metric reader's thread (at collection), under :class:`~._meters.PoolMeters`'
-lock, never in a finalizer: a finalizer only queues the dead reference.
+lock, never in a finalizer: a finalizer only queues the dead reference. A fold
+costs the retired connector's own series, not every series folded so far: a
+session per request folds one small book per session.
 
 The folded series are bounded like a connector's own: at most ``max_hosts`` host
 series per pool name, later hosts into ``server.address="_OTHER"``.
@@ -70,61 +72,55 @@ def series_key(attributes: Mapping[str, object]) -> SeriesKey:
 class RetiredCounts:
     """Final counts of retired sources, per counter and attribute set.
 
-    Immutable once built: :meth:`folding` returns a new instance, so a collection
-    that captured one keeps reading the same numbers while another thread folds.
+    Changed only under :class:`~._meters.PoolMeters`' lock; a collection reads a
+    :meth:`copy` taken under that lock, so it keeps reading the same numbers while
+    another thread folds.
     """
 
     __slots__ = ("_hosts", "_values")
 
-    def __init__(
-        self,
-        values: dict[str, dict[SeriesKey, tuple[int, Attributes]]],
-        hosts: dict[SeriesKey, frozenset[SeriesKey]],
-    ) -> None:
-        self._values = values  # counter name -> series -> (value, attributes)
-        self._hosts = hosts  # pool attributes -> the host series folded for that pool
+    def __init__(self) -> None:
+        # counter name -> series -> (value, attributes)
+        self._values: dict[str, dict[SeriesKey, tuple[int, Attributes]]] = {
+            name: {} for name, *_ in COUNTERS
+        }
+        # pool attributes -> the host series folded for that pool (the budget)
+        self._hosts: dict[SeriesKey, set[SeriesKey]] = {}
 
-    @classmethod
-    def empty(cls) -> RetiredCounts:
-        """No retired source yet."""
-        return cls({name: {} for name, *_ in COUNTERS}, {})
+    def copy(self) -> RetiredCounts:
+        """A snapshot for one collection."""
+        other = RetiredCounts()
+        other._values = {name: dict(series) for name, series in self._values.items()}
+        return other
 
     def of(self, counter: str) -> Mapping[SeriesKey, tuple[int, Attributes]]:
         """The folded series of one counter."""
         return self._values[counter]
 
-    def folding(self, retired: Iterable[RetiredBook]) -> RetiredCounts:
-        """These counts plus the final counts of ``retired``."""
-        values = {name: dict(series) for name, series in self._values.items()}
-        hosts = dict(self._hosts)
-        for book in retired:
-            for record in book.records():
-                host = self._host_attributes(hosts, book, record)
-                for name, _, _, observe in COUNTERS:
-                    series = values[name]
-                    # Zeros too: a series a live connector reported never vanishes.
-                    for extra, n in observe(record):
-                        attributes = {**host, **extra}
-                        key = series_key(attributes)
-                        seen = series.get(key)
-                        series[key] = (n + (seen[0] if seen else 0), attributes)
-        return RetiredCounts(values, hosts)
+    def fold(self, book: RetiredBook) -> None:
+        """Add the final counts of ``book``'s source."""
+        for record in book.records():
+            host = self._host_attributes(book, record)
+            for name, _, _, observe in COUNTERS:
+                series = self._values[name]
+                # Zeros too: a series a live connector reported never vanishes.
+                for extra, n in observe(record):
+                    attributes = {**host, **extra} if extra else host
+                    key = series_key(attributes)
+                    seen = series.get(key)
+                    series[key] = (n + seen[0] if seen else n, attributes)
 
-    @staticmethod
-    def _host_attributes(
-        hosts: dict[SeriesKey, frozenset[SeriesKey]], book: RetiredBook, record: HostRecord
-    ) -> Attributes:
+    def _host_attributes(self, book: RetiredBook, record: HostRecord) -> Attributes:
         """``record``'s host attributes, or the pool's overflow series past the budget."""
         if record.identity[0] == sc.OTHER_HOST:
             return record.attributes
-        pool = series_key(book.pool_attributes)
-        known = hosts.get(pool, frozenset())
+        known = self._hosts.setdefault(series_key(book.pool_attributes), set())
         key = series_key(record.attributes)
         if key in known:
             return record.attributes
         if len(known) >= book.max_hosts:
             return {sc.SERVER_ADDRESS: sc.OTHER_HOST, **book.pool_attributes}
-        hosts[pool] = known | {key}
+        known.add(key)
         return record.attributes
 
 

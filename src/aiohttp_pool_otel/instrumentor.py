@@ -84,5 +84,7 @@ class AioHttpConnectionPoolInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         # counts they made stay in the counters.
         for state in list(self._states):
             state.meters.retire(state)
-            state.view.connector.__dict__.pop(STATE_ATTR, None)
+            connector = state.view.connector
+            if connector is not None:
+                connector.__dict__.pop(STATE_ATTR, None)
         self._states.clear()
