@@ -6,13 +6,17 @@ session one GET of a small body from a local server in another process, and meas
 time per session (``time.process_time``: this process only). The paired ratio
 variant / bare of each round is the figure; the median over rounds decides.
 
+Instructions (``--instructions``): each row runs twice under valgrind with N1 and N2
+sessions after the same warm-up; the difference per session is a cost that the
+machine's neighbours cannot move (see ``benchmarks.instructions``).
+
 RSS: for each variant, a fresh process runs ``--warmup`` sessions, then ``--sessions``
 more, and reports RSS growth after the warm-up (after ``gc.collect()``), plus what the
 plugin keeps per MeterProvider (registered sources) at the end: nothing per session may
 stay after it closed.
 
     python -m benchmarks.sessions [--rounds 15] [--block 200] [--sessions 10000]
-           [--json FILE] [--check]
+           [--json FILE] [--check] [--instructions]
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import asyncio
 import gc
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -115,6 +120,45 @@ def row_name(variant: str, traced: bool) -> str:
     return variant if variant == "bare" else f"{variant}, {'traced' if traced else 'metrics'}"
 
 
+async def count_run(variant: str, traced: bool, url: str, n: int) -> None:
+    """The client valgrind counts: warm-up, then ``n`` sessions."""
+    subject = Subject(traced=traced)
+    await subject.sessions(variant, url, 100)
+    subject.collect()
+    await subject.sessions(variant, url, n)
+    subject.collect()
+
+
+def instructions(variant: str, traced: bool, url: str, n1: int, n2: int) -> float:
+    """Client instructions per session of a row (difference of two valgrind runs)."""
+
+    def count(n: int) -> int:
+        cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
+               "--cachegrind-out-file=/dev/null", sys.executable, "-m", "benchmarks.sessions",
+               "--count-child", variant, str(int(traced)), url, str(n)]  # fmt: skip
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=1800)
+        match = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
+        if out.returncode != 0 or match is None:
+            raise SystemExit(f"valgrind run of {variant} failed:\n{out.stderr[-2000:]}")
+        return int(match.group(1).replace(",", ""))
+
+    return (count(n2) - count(n1)) / (n2 - n1)
+
+
+def instruction_table(url: str, n1: int, n2: int) -> dict[str, float]:
+    rows = [("bare", False), ("connector", False), ("instrumentor", False),
+            ("connector", True), ("instrumentor", True)]  # fmt: skip
+    counts = {row_name(v, t): instructions(v, t, url, n1, n2) for v, t in rows}
+    base = counts["bare"]
+    print(f"\n### instructions per session (valgrind, {n1} vs {n2} sessions)\n")
+    print("| variant | instructions per session | vs bare |")
+    print("|---|---|---|")
+    for name, n in counts.items():
+        print(f"| {name} | {n:,.0f} | {n / base:.3f} |")
+    return counts
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -167,9 +211,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--timeout", type=float, default=900.0, help="per RSS run, seconds")
     p.add_argument("--json", default=None)
     p.add_argument("--check", action="store_true", help="exit 1 if a goal fails")
+    p.add_argument("--instructions", action="store_true", help="also count instructions")
+    p.add_argument("--n1", type=int, default=100)
+    p.add_argument("--n2", type=int, default=400)
     p.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--count-child", nargs=4, default=None, help=argparse.SUPPRESS)
     p.add_argument("--url", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a.count_child:
+        variant, traced, url, n = a.count_child
+        asyncio.run(count_run(variant, traced == "1", url, int(n)))
+        return 0
     if a.rss_child:
         print(json.dumps(asyncio.run(rss_run(a.rss_child, a.url, a.warmup, a.sessions))))
         return 0
@@ -178,11 +230,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         url = srv.url("/small")
         cpu = asyncio.run(cpu_rounds(url, a.rounds, a.block))
         rss = [_rss_in_child(v, url, a) for v in VARIANTS]
+        counted = instruction_table(url, a.n1, a.n2) if a.instructions else None
     failed = False
     print(f"### one session per request ({a.rounds} rounds x {a.block} sessions per row)\n")
     print("| variant | CPU per session (median, µs) | vs bare (median of paired ratios) |")
     print("|---|---|---|")
-    results: dict[str, Any] = {"cpu_us": cpu, "rss": rss, "ratio": {}}
+    results: dict[str, Any] = {"cpu_us": cpu, "rss": rss, "ratio": {}, "instructions": counted}
     for name, values in cpu.items():
         ratio = statistics.median([x / b for x, b in zip(values, cpu["bare"])])
         results["ratio"][name] = ratio

@@ -23,7 +23,8 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Histogram, MeterProvider, Observation
 
 from . import semconv as sc
-from ._retired import COUNTERS, CountObserve, RetiredBook, RetiredCounts, SeriesKey, series_key
+from ._records import Attributes, HostRecord
+from ._retired import RetiredBook, RetiredCounts, SeriesKey, series_key
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -75,6 +76,44 @@ def _max_per_host(snap: PoolSnapshot, h: HostSnapshot) -> Iterable[Observation]:
     return (Observation(snap.limit_per_host, h.record.attributes),)
 
 
+CountObserve = Callable[[HostRecord], Iterable[tuple[Attributes, int]]]
+"""A counter's values for one host record: (attributes beyond the host's, value)."""
+
+
+def _plain(name: str) -> CountObserve:
+    def observe(record: HostRecord) -> Iterable[tuple[Attributes, int]]:
+        return (({}, getattr(record, name)),)
+
+    return observe
+
+
+def _queued(record: HostRecord) -> Iterable[tuple[Attributes, int]]:
+    return [({sc.POOL_BLOCKING_LIMIT: limit}, n) for limit, n in record.queued.copy().items()]
+
+
+def _releases(record: HostRecord) -> Iterable[tuple[Attributes, int]]:
+    return [
+        ({sc.RELEASE_REASON: reason.value, sc.RELEASE_OUTCOME: outcome.value}, n)
+        for (reason, outcome), n in record.release_counts().items()
+    ]
+
+
+# The counters: (name, unit, description, values per host record). They report live
+# connectors and what retired ones left behind (:mod:`._retired`).
+COUNTERS: tuple[tuple[str, str, str, CountObserve], ...] = (
+    (sc.METRIC_CREATED, "{connection}", "Connections dialled successfully.", _plain("created")),
+    (sc.METRIC_REUSED, "{connection}",
+     "Acquisitions served by an idle pooled connection.", _plain("reused")),
+    (sc.METRIC_CLOSED, "{connection}", "Connections closed, by any path.", _plain("closed")),
+    (sc.METRIC_TIMEOUTS, "{connection}",
+     "Acquisitions that timed out waiting for a slot.", _plain("timeouts")),
+    (sc.METRIC_QUEUED, "{request}",
+     "Acquisitions that found no free slot, by the limit that blocked them.", _queued),
+    (sc.METRIC_RELEASES, "{connection}",
+     "Connections given back by requests, by release reason and outcome.", _releases),
+)  # fmt: skip
+
+
 # The gauges: (create method, name, unit, description, per-host observation). They
 # report live connectors only; a closed one's state drops out.
 _GAUGE, _UP_DOWN = "gauge", "up_down"
@@ -98,7 +137,7 @@ class _Collection:
 
     __slots__ = ("retired", "snapshots", "taken_at")
 
-    def __init__(self, snapshots: list[PoolSnapshot], retired: RetiredCounts, at: float) -> None:
+    def __init__(self, snapshots: list[PoolSnapshot], retired: list[HostRecord], at: float) -> None:
         self.snapshots = snapshots
         self.retired = retired
         self.taken_at = at
@@ -240,17 +279,15 @@ class PoolMeters:
     ) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def callback(_: CallbackOptions) -> Iterable[Observation]:
             collection = self._collection()
-            sums = {
-                key: Observation(n, attributes)
-                for key, (n, attributes) in collection.retired.of(name).items()
-            }
-            # Connectors without distinct pool names share series: their values add up
-            # (the SDK would keep only the last observation of one attribute set).
-            for snap in collection.snapshots:
-                for h in snap.hosts:
-                    host = h.record.attributes
-                    for extra, n in count(h.record):
-                        _add(sums, n, {**host, **extra} if extra else host)
+            records = collection.retired + [h.record for s in collection.snapshots for h in s.hosts]
+            # Connectors without distinct pool names share series (and retired ones
+            # share with live ones): their values add up (the SDK would keep only the
+            # last observation of one attribute set).
+            sums: dict[SeriesKey, Observation] = {}
+            for record in records:
+                host = record.attributes
+                for extra, n in count(record):
+                    _add(sums, n, {**host, **extra} if extra else host)
             return list(sums.values())
 
         return callback

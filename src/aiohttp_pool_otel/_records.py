@@ -68,6 +68,24 @@ class HostRecord:
         self.releases: dict[tuple[ReleaseReason, ReleaseOutcome], int] = {}
         self.queued: dict[str, int] = {}  # by the limit that blocked
 
+    def absorb(self, other: HostRecord) -> None:
+        """Add ``other``'s counts to these (a retired connector's, into the totals)."""
+        self.created += other.created
+        self.reused += other.reused
+        self.closed += other.closed
+        self.timeouts += other.timeouts
+        self.eof_pooled += other.eof_pooled
+        for pair, n in other.releases.copy().items():
+            self.releases[pair] = self.releases.get(pair, 0) + n
+        for limit, n in other.queued.copy().items():
+            self.queued[limit] = self.queued.get(limit, 0) + n
+
+    def copy(self) -> HostRecord:
+        """The counts as they are now, in a record of their own."""
+        copy = HostRecord(self.identity, self.attributes)
+        copy.absorb(self)
+        return copy
+
     def release_counts(self) -> dict[tuple[ReleaseReason, ReleaseOutcome], int]:
         """Releases so far by (reason, outcome) (any thread: a copy)."""
         counts = self.releases.copy()

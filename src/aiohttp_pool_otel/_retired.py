@@ -9,9 +9,9 @@ collection adds them to the live ones.
 
 Folding happens on the loop thread (when a new connector registers) or in the
 metric reader's thread (at collection), under :class:`~._meters.PoolMeters`'
-lock, never in a finalizer: a finalizer only queues the dead reference. A fold
-costs the retired connector's own series, not every series folded so far: a
-session per request folds one small book per session.
+lock, never in a finalizer: a finalizer only queues the dead reference. A fold adds
+a few ints per host of the retired connector: a session per request folds one
+small book per session.
 
 The folded series are bounded like a connector's own: at most ``max_hosts`` host
 series per pool name, later hosts into ``server.address="_OTHER"``.
@@ -19,49 +19,13 @@ series per pool name, later hosts into ``server.address="_OTHER"``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Callable
 
 from . import semconv as sc
 from ._records import Attributes, HostRecord
 
 SeriesKey = frozenset[tuple[str, object]]
-
-CountObserve = Callable[[HostRecord], Iterable[tuple[Attributes, int]]]
-"""A counter's values for one host record: (attributes beyond the host's, value)."""
-
-
-def _plain(name: str) -> CountObserve:
-    def observe(record: HostRecord) -> Iterable[tuple[Attributes, int]]:
-        return (({}, getattr(record, name)),)
-
-    return observe
-
-
-def _queued(record: HostRecord) -> Iterable[tuple[Attributes, int]]:
-    return [({sc.POOL_BLOCKING_LIMIT: limit}, n) for limit, n in record.queued.copy().items()]
-
-
-def _releases(record: HostRecord) -> Iterable[tuple[Attributes, int]]:
-    return [
-        ({sc.RELEASE_REASON: reason.value, sc.RELEASE_OUTCOME: outcome.value}, n)
-        for (reason, outcome), n in record.release_counts().items()
-    ]
-
-
-# Every counter instrument: (name, unit, description, values per host record).
-COUNTERS: tuple[tuple[str, str, str, CountObserve], ...] = (
-    (sc.METRIC_CREATED, "{connection}", "Connections dialled successfully.", _plain("created")),
-    (sc.METRIC_REUSED, "{connection}",
-     "Acquisitions served by an idle pooled connection.", _plain("reused")),
-    (sc.METRIC_CLOSED, "{connection}", "Connections closed, by any path.", _plain("closed")),
-    (sc.METRIC_TIMEOUTS, "{connection}",
-     "Acquisitions that timed out waiting for a slot.", _plain("timeouts")),
-    (sc.METRIC_QUEUED, "{request}",
-     "Acquisitions that found no free slot, by the limit that blocked them.", _queued),
-    (sc.METRIC_RELEASES, "{connection}",
-     "Connections given back by requests, by release reason and outcome.", _releases),
-)  # fmt: skip
 
 
 def series_key(attributes: Mapping[str, object]) -> SeriesKey:
@@ -70,58 +34,49 @@ def series_key(attributes: Mapping[str, object]) -> SeriesKey:
 
 
 class RetiredCounts:
-    """Final counts of retired sources, per counter and attribute set.
+    """The final counts of retired sources: one :class:`HostRecord` per host series.
 
     Changed only under :class:`~._meters.PoolMeters`' lock; a collection reads a
     :meth:`copy` taken under that lock, so it keeps reading the same numbers while
-    another thread folds.
+    another thread folds. Counters observe these records exactly as they observe a
+    live connector's.
     """
 
-    __slots__ = ("_hosts", "_values")
+    __slots__ = ("_budgets", "_records")
 
     def __init__(self) -> None:
-        # counter name -> series -> (value, attributes)
-        self._values: dict[str, dict[SeriesKey, tuple[int, Attributes]]] = {
-            name: {} for name, *_ in COUNTERS
-        }
-        # pool attributes -> the host series folded for that pool (the budget)
-        self._hosts: dict[SeriesKey, set[SeriesKey]] = {}
+        self._records: dict[SeriesKey, HostRecord] = {}  # host attributes -> totals
+        # pool attributes -> the host series kept for that pool (the max_hosts budget)
+        self._budgets: dict[SeriesKey, set[SeriesKey]] = {}
 
-    def copy(self) -> RetiredCounts:
-        """A snapshot for one collection."""
-        other = RetiredCounts()
-        other._values = {name: dict(series) for name, series in self._values.items()}
-        return other
-
-    def of(self, counter: str) -> Mapping[SeriesKey, tuple[int, Attributes]]:
-        """The folded series of one counter."""
-        return self._values[counter]
+    def copy(self) -> list[HostRecord]:
+        """The totals now, for one collection."""
+        return [record.copy() for record in self._records.values()]
 
     def fold(self, book: RetiredBook) -> None:
-        """Add the final counts of ``book``'s source."""
+        """Add the final counts of ``book``'s source: a few int additions per host."""
         for record in book.records():
-            host = self._host_attributes(book, record)
-            for name, _, _, observe in COUNTERS:
-                series = self._values[name]
-                # Zeros too: a series a live connector reported never vanishes.
-                for extra, n in observe(record):
-                    attributes = {**host, **extra} if extra else host
-                    key = series_key(attributes)
-                    seen = series.get(key)
-                    series[key] = (n + seen[0] if seen else n, attributes)
+            key = series_key(record.attributes)
+            total = self._records.get(key)
+            if total is None:
+                total = self._new_total(book, record, key)
+            total.absorb(record)
 
-    def _host_attributes(self, book: RetiredBook, record: HostRecord) -> Attributes:
-        """``record``'s host attributes, or the pool's overflow series past the budget."""
-        if record.identity[0] == sc.OTHER_HOST:
-            return record.attributes
-        known = self._hosts.setdefault(series_key(book.pool_attributes), set())
-        key = series_key(record.attributes)
-        if key in known:
-            return record.attributes
-        if len(known) >= book.max_hosts:
-            return {sc.SERVER_ADDRESS: sc.OTHER_HOST, **book.pool_attributes}
-        known.add(key)
-        return record.attributes
+    def _new_total(self, book: RetiredBook, record: HostRecord, key: SeriesKey) -> HostRecord:
+        """The totals of a host series not folded before, or of the pool's overflow
+        series once the pool's budget of host series is spent."""
+        budget = self._budgets.setdefault(series_key(book.pool_attributes), set())
+        if record.identity[0] != sc.OTHER_HOST and len(budget) >= book.max_hosts:
+            other: Attributes = {sc.SERVER_ADDRESS: sc.OTHER_HOST, **book.pool_attributes}
+            key = series_key(other)
+            total = self._records.get(key)
+            if total is None:
+                total = self._records[key] = HostRecord((sc.OTHER_HOST, None, ""), other)
+            return total
+        if record.identity[0] != sc.OTHER_HOST:
+            budget.add(key)
+        total = self._records[key] = HostRecord(record.identity, record.attributes)
+        return total
 
 
 class RetiredBook:

@@ -18,7 +18,7 @@ telemetry errors to itself.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
+import socket
 import time
 from typing import Any, Callable, Optional
 
@@ -338,8 +338,12 @@ def _cache_hit(connector: Any, host: str, port: int) -> bool:
 
 
 def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
+    # inet_pton, not ipaddress.ip_address: a tenth of the cost, on every dial.
+    host = host.strip("[]").split("%", 1)[0]  # an IPv6 scope id is no name to resolve
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        return True
+    return False
