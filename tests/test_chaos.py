@@ -2,14 +2,17 @@
 bounded, loopback only). Servers misbehave, clients misbehave, providers misbehave; the
 plugin's books must match aiohttp's real pool at every check and balance at the end.
 
-Invariants (issue 11): at every quiet point ``created - closed == active + idle +
+Invariants: at every quiet point ``created - closed == active + idle +
 connecting``; after the connector closes ``created == closed`` with one
 ``http.client.connection.duration`` record each; every span ended exactly once; pool-wait
 timeouts counted exactly as the callers observed them; host series bounded by
 ``max_hosts + 1``. Fault kinds include a server closing idle keep-alive connections,
 responses abandoned inside reference cycles (freed by ``gc.collect``), timeouts with
 ``ClientTimeout(total=)`` only, the connector closed while dials are in progress (a slow
-resolver), and a meter whose histogram ``record`` raises.
+resolver), and a meter whose histogram ``record`` raises. Short-lived sessions (one
+request each) open and close beside the chaos: between collections no counter series
+ever goes down or vanishes, and at the end their releases, dials and closes are all
+still counted.
 
     POOL_OTEL_CHAOS_SEED=123 pytest tests/test_chaos.py        # replay a seed
     POOL_OTEL_CHAOS_LONG=1 pytest tests/test_chaos.py          # the long run (minutes)
@@ -38,7 +41,14 @@ from aiohttp_pool_otel import OpenTelemetryTCPConnector
 from aiohttp_pool_otel import semconv as sc
 
 from .conftest import Server, Telemetry, start_server
-from .exactness_helpers import HostileMeterProvider, SpanLedger, books, collect, quiet_point
+from .exactness_helpers import (
+    Collection,
+    HostileMeterProvider,
+    SpanLedger,
+    books,
+    collect,
+    quiet_point,
+)
 
 LONG = bool(os.environ.get("POOL_OTEL_CHAOS_LONG"))
 SEED = int(os.environ.get("POOL_OTEL_CHAOS_SEED", "20261124"))
@@ -149,8 +159,7 @@ def real_state(connector: OpenTelemetryTCPConnector) -> dict[str, int]:
     }
 
 
-def exported_state(telemetry: Telemetry, pool_name: str) -> dict[str, int]:
-    m = collect(telemetry.reader)
+def exported_state(m: Collection, pool_name: str) -> dict[str, int]:
     state = {"active": 0, "idle": 0, "waiting": 0}
     for attrs, dp in m.of(sc.METRIC_OPEN_CONNECTIONS):
         if attrs.get(sc.POOL_NAME) == pool_name:
@@ -162,7 +171,7 @@ def exported_state(telemetry: Telemetry, pool_name: str) -> dict[str, int]:
 
 
 def check_books(
-    connector: OpenTelemetryTCPConnector, telemetry: Optional[Telemetry], pool_name: str
+    connector: OpenTelemetryTCPConnector, exported: Optional[Collection], pool_name: str
 ) -> None:
     if connector.closed:
         # aiohttp stops its own books at close (a dial still in flight then leaves its
@@ -176,9 +185,57 @@ def check_books(
     mine = {"active": stats.active, "connecting": stats.connecting, "idle": stats.idle,
             "waiting": stats.waiting}  # fmt: skip
     assert mine == real, (mine, real)
-    if telemetry is not None:
-        exported = exported_state(telemetry, pool_name)
-        assert exported == {k: real[k] for k in exported}, (exported, real)
+    if exported is not None:
+        state = exported_state(exported, pool_name)
+        assert state == {k: real[k] for k in state}, (state, real)
+
+
+COUNTERS = (sc.METRIC_CREATED, sc.METRIC_REUSED, sc.METRIC_CLOSED, sc.METRIC_RELEASES,
+            sc.METRIC_QUEUED, sc.METRIC_TIMEOUTS)  # fmt: skip
+
+
+class CounterWatch:
+    """Every counter series, collection after collection: none may go down or vanish,
+    whatever connectors were closed or collected in between."""
+
+    def __init__(self) -> None:
+        self.last: dict[tuple[str, frozenset[Any]], float] = {}
+        self.collections = 0
+
+    def observe(self, m: Collection) -> None:
+        now = {
+            (name, frozenset(a.items())): float(dp.value)
+            for name in COUNTERS for a, dp in m.of(name)
+        }  # fmt: skip
+        vanished = set(self.last) - set(now)
+        assert not vanished, f"counter series vanished: {sorted(map(str, vanished))[:3]}"
+        went_down = {k: (v, now[k]) for k, v in self.last.items() if now[k] < v}
+        assert not went_down, f"counters went down: {list(went_down.items())[:3]}"
+        self.last = now
+        self.collections += 1
+
+
+class Churn:
+    """Short-lived sessions beside the chaos, one request each (a session per request),
+    on the same providers: their counts must outlive them."""
+
+    POOL = "chaos-churn"
+
+    def __init__(self, telemetry: Telemetry, url: str, rng: random.Random) -> None:
+        self.telemetry = telemetry
+        self.url = url
+        self.rng = rng
+        self.requests = 0
+
+    async def one(self) -> None:
+        connector = self.telemetry.connector(pool_name=self.POOL)
+        async with aiohttp.ClientSession(connector=connector) as session, session.get(
+            self.url
+        ) as resp:
+            await resp.read()
+        self.requests += 1
+        if self.rng.random() < 0.3:
+            gc.collect()
 
 
 class Client:
@@ -278,8 +335,13 @@ def socket_fds() -> int:
 class Epoch:
     """One connector's life under chaos, and what the callers observed."""
 
-    def __init__(self, telemetry: Telemetry, urls: list[str], rng: random.Random, n: int):
+    def __init__(
+        self, telemetry: Telemetry, urls: list[str], rng: random.Random, n: int,
+        watch: CounterWatch, churn: Churn,
+    ) -> None:  # fmt: skip
         self.kind = n % 3
+        self.watch = watch
+        self.churn = churn
         self.pool_name = f"chaos-{n}"
         self.telemetry = telemetry
         self.sdk = self.kind != HOSTILE
@@ -311,7 +373,9 @@ class Epoch:
         return sum(c.wait_timeouts for c in self.clients)
 
     def check(self) -> None:
-        check_books(self.connector, self.telemetry if self.sdk else None, self.pool_name)
+        exported = collect(self.telemetry.reader)
+        self.watch.observe(exported)
+        check_books(self.connector, exported if self.sdk else None, self.pool_name)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -353,6 +417,8 @@ class Epoch:
 
         async def checker() -> None:
             while not finished.is_set() and loop.time() < deadline:
+                if self.rng.random() < 0.5:
+                    await self.churn.one()
                 self.check()
                 self.checks += 1
                 if self.rng.random() < 0.2:
@@ -451,12 +517,14 @@ async def test_chaos_books_always_balance(
     ledger = SpanLedger()
     telemetry.tracer_provider.add_span_processor(ledger)
     fds_before = socket_fds()
+    watch = CounterWatch()
     servers: list[Server] = [
         await start_server(chaos_app()),
         await start_server(chaos_app(), keepalive_timeout=0.05),  # drops idle connections
         await start_server(chaos_app()),
     ]
     urls = [s.url("", host=name) for s, name in zip(servers, HOST_NAMES)]
+    churn = Churn(telemetry, servers[0].url("/small"), random.Random(rng.random()))
     started = time.monotonic()
     plugin_warnings: list[warnings.WarningMessage] = []
     kinds_seen: dict[int, int] = {}
@@ -465,7 +533,7 @@ async def test_chaos_books_always_balance(
         for n in range(EPOCHS):
             t0 = time.monotonic()
             caplog.clear()
-            epoch = Epoch(telemetry, urls, rng, n)
+            epoch = Epoch(telemetry, urls, rng, n, watch, churn)
             await epoch.run()
             stats = epoch.connector.statistics()
             print(f"epoch {n} (kind {epoch.kind}): {time.monotonic() - t0:.1f}s, "
@@ -487,6 +555,14 @@ async def test_chaos_books_always_balance(
             if epoch.kind == CLOSE_DURING_DIALS:
                 assert epoch.dials_caught_by_close >= 0
         plugin_warnings = [w for w in caught if "aiohttp_pool_otel" in str(w.filename)]
+    # Every short-lived session's release is still counted, long after it was collected.
+    gc.collect()
+    final = collect(telemetry.reader)
+    watch.observe(final)
+    assert churn.requests > 0 and watch.collections > 10
+    assert final.value(sc.METRIC_RELEASES, aiohttp__pool__name=Churn.POOL) == churn.requests
+    assert final.value(sc.METRIC_CREATED, aiohttp__pool__name=Churn.POOL) == churn.requests
+    assert final.value(sc.METRIC_CLOSED, aiohttp__pool__name=Churn.POOL) == churn.requests
     for srv in servers:
         await srv.runner.cleanup()
     assert plugin_warnings == []

@@ -3,8 +3,10 @@
 Pool state and counts are never pushed per request: observable instruments read
 each connector's plain ints when the reader collects, from one snapshot per
 collection (the first callback of a collection takes it, the others reuse it, per
-thread, so two readers never mix their collections). Histograms are recorded on
-the loop thread only, from the slow paths or from deferred release facts.
+thread, so two readers never mix their collections). Gauges report live
+connectors; counters add what retired connectors left behind (:mod:`._retired`),
+so they never go down. Histograms are recorded on the loop thread only, from the
+slow paths or from deferred release facts.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
@@ -20,6 +23,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Histogram, MeterProvider, Observation
 
 from . import semconv as sc
+from ._retired import COUNTERS, CountObserve, RetiredBook, RetiredCounts, SeriesKey, series_key
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -71,79 +75,61 @@ def _max_per_host(snap: PoolSnapshot, h: HostSnapshot) -> Iterable[Observation]:
     return (Observation(snap.limit_per_host, h.record.attributes),)
 
 
-def _count(name: str) -> Observe:
-    def observe(snap: PoolSnapshot, h: HostSnapshot) -> Iterable[Observation]:
-        return (Observation(getattr(h.record, name), h.record.attributes),)
-
-    return observe
-
-
-def _queued(snap: PoolSnapshot, h: HostSnapshot) -> Iterable[Observation]:
-    return [
-        Observation(n, {**h.record.attributes, sc.POOL_BLOCKING_LIMIT: limit})
-        for limit, n in h.record.queued.copy().items()
-    ]
-
-
-def _releases(snap: PoolSnapshot, h: HostSnapshot) -> Iterable[Observation]:
-    return [
-        Observation(
-            n,
-            {
-                **h.record.attributes,
-                sc.RELEASE_REASON: reason.value,
-                sc.RELEASE_OUTCOME: outcome.value,
-            },
-        )
-        for (reason, outcome), n in h.record.release_counts().items()
-    ]
-
-
-# (create method, name, unit, description, per-host observation, needs pool state)
-_GAUGE, _UP_DOWN, _COUNTER = "gauge", "up_down", "counter"
-_OBSERVED: tuple[tuple[str, str, str, str, Observe, bool], ...] = (
+# The gauges: (create method, name, unit, description, per-host observation). They
+# report live connectors only; a closed one's state drops out.
+_GAUGE, _UP_DOWN = "gauge", "up_down"
+_GAUGES: tuple[tuple[str, str, str, str, Observe], ...] = (
     (_UP_DOWN, sc.METRIC_OPEN_CONNECTIONS, "{connection}",
-     "Connections in the pool, by state: active (held by a request) or idle.", _open, True),
+     "Connections in the pool, by state: active (held by a request) or idle.", _open),
     (_GAUGE, sc.METRIC_AVAILABLE, "{connection}",
-     "Connections this host key may still acquire without waiting.", _available, True),
+     "Connections this host key may still acquire without waiting.", _available),
     (_GAUGE, sc.METRIC_MAX_PER_HOST, "{connection}",
-     "The connector's per-host limit (0 means no limit).", _max_per_host, True),
+     "The connector's per-host limit (0 means no limit).", _max_per_host),
     (_UP_DOWN, sc.METRIC_PENDING, "{request}",
-     "Requests queued for a free connection slot.", _waiting, True),
+     "Requests queued for a free connection slot.", _waiting),
     (_UP_DOWN, sc.METRIC_HELD_TOO_LONG, "{connection}",
-     "Connections held longer than the watchdog threshold right now.", _held_too_long, True),
-    (_COUNTER, sc.METRIC_CREATED, "{connection}",
-     "Connections dialled successfully.", _count("created"), False),
-    (_COUNTER, sc.METRIC_REUSED, "{connection}",
-     "Acquisitions served by an idle pooled connection.", _count("reused"), False),
-    (_COUNTER, sc.METRIC_CLOSED, "{connection}",
-     "Connections closed, by any path.", _count("closed"), False),
-    (_COUNTER, sc.METRIC_TIMEOUTS, "{connection}",
-     "Acquisitions that timed out waiting for a slot.", _count("timeouts"), False),
-    (_COUNTER, sc.METRIC_QUEUED, "{request}",
-     "Acquisitions that found no free slot, by the limit that blocked them.", _queued, False),
-    (_COUNTER, sc.METRIC_RELEASES, "{connection}",
-     "Connections given back by requests, by release reason and outcome.", _releases, False),
+     "Connections held longer than the watchdog threshold right now.", _held_too_long),
 )  # fmt: skip
 
 
+class _Collection:
+    """What one collection reads: the live snapshots and the retired counts, taken
+    together so that each source is in exactly one of them."""
+
+    __slots__ = ("retired", "snapshots", "taken_at")
+
+    def __init__(self, snapshots: list[PoolSnapshot], retired: RetiredCounts, at: float) -> None:
+        self.snapshots = snapshots
+        self.retired = retired
+        self.taken_at = at
+
+
 class PoolMeters:
-    """Every instrument of one MeterProvider, and the sources that report to it."""
+    """Every instrument of one MeterProvider, and the sources that report to it.
+
+    A source reports while it lives; when it is garbage-collected (or retired by
+    ``uninstrument()``), its final counts are folded into :class:`RetiredCounts`,
+    so counters keep what every connector ever counted. A finalizer only queues the
+    dead reference (a deque append); the loop or the reader folds it, under the lock.
+    """
 
     def __init__(self, meter_provider: Optional[MeterProvider]) -> None:
         meter = metrics.get_meter(SCOPE, __version__, meter_provider)
-        # Copy-on-write tuple: the reader thread iterates one while the loop registers.
-        self._sources: tuple[weakref.ReferenceType[Any], ...] = ()
-        self._lock = threading.Lock()  # registration only, never on a request path
+        self._lock = threading.Lock()  # registration and folding, never a request path
+        self._sources: dict[weakref.ReferenceType[Any], RetiredBook] = {}
+        self._dead: deque[weakref.ReferenceType[Any]] = deque()  # appended by the GC
+        self._retired = RetiredCounts()
         self._local = threading.local()
         create = {
             _GAUGE: meter.create_observable_gauge,
             _UP_DOWN: meter.create_observable_up_down_counter,
-            _COUNTER: meter.create_observable_counter,
         }
-        for kind, name, unit, description, observe, needs_state in _OBSERVED:
-            callback = self._callback(observe, needs_state)
-            create[kind](name, [callback], unit=unit, description=description)
+        for kind, name, unit, description, observe in _GAUGES:
+            create[kind](name, [self._gauge(observe)], unit=unit, description=description)
+        for name, unit, description, count in COUNTERS:
+            meter.create_observable_counter(
+                name, [self._counter(name, count)], unit=unit, description=description
+            )
         meter.create_observable_gauge(
             sc.METRIC_MAX,
             [self._observe_max],
@@ -173,73 +159,114 @@ class PoolMeters:
         )
         self.dns_duration = histogram(sc.METRIC_DNS_DURATION, "Duration of DNS lookups.")
 
-    def register(self, source: Source) -> None:
-        """Report ``source`` from now on, until it is garbage-collected."""
-        with self._lock:
-            live = tuple(r for r in self._sources if r() is not None)
-            self._sources = (*live, weakref.ref(source))
+    # --- sources -----------------------------------------------------------------
 
-    def unregister(self, source: Source) -> None:
-        """Stop reporting ``source`` (a closed connector reports nothing)."""
+    def register(self, source: Source, book: RetiredBook) -> None:
+        """Report ``source`` from now on; when it is gone, keep ``book``'s counts."""
+        ref = weakref.ref(source, self._dead.append)
         with self._lock:
-            self._sources = tuple(r for r in self._sources if r() not in (None, source))
+            self._fold_dead()
+            self._sources[ref] = book
 
-    def _snapshots(self) -> list[PoolSnapshot]:
-        """This collection's snapshots: taken by its first callback, reused by the rest."""
+    def retire(self, source: Source) -> None:
+        """Stop reporting ``source`` now, keeping its counts (``uninstrument()``)."""
+        with self._lock:
+            book = self._sources.pop(weakref.ref(source), None)
+            if book is not None:
+                self._retired.fold(book)
+
+    def _fold_dead(self) -> None:
+        """Fold the sources the GC took since the last time (under the lock)."""
+        dead = self._dead
+        while dead:
+            book = self._sources.pop(dead.popleft(), None)
+            if book is not None:  # None: already folded by a collection
+                self._retired.fold(book)
+
+    def _collection(self) -> _Collection:
+        """This collection's snapshots and retired counts: taken by its first callback,
+        reused by the rest (per thread, so two readers never mix)."""
         local = self._local
         now = time.monotonic()
-        taken = getattr(local, "taken", None)
-        if taken is not None and now - taken[0] < _SNAPSHOT_REUSE_SECONDS:
-            snaps: list[PoolSnapshot] = taken[1]
-            return snaps
+        taken: Optional[_Collection] = getattr(local, "taken", None)
+        if taken is not None and now - taken.taken_at < _SNAPSHOT_REUSE_SECONDS:
+            return taken
+        with self._lock:
+            self._fold_dead()
+            live: list[Source] = []
+            for ref, book in list(self._sources.items()):
+                source = ref()
+                if source is None:  # dead, its callback not run yet: fold it here
+                    del self._sources[ref]
+                    self._retired.fold(book)
+                else:
+                    live.append(source)
+            retired = self._retired.copy()
+        # Each source is now either live (held here, so it cannot die and be folded
+        # during this collection) or in ``retired``: never both, never neither.
         snaps = []
-        for ref in self._sources:
-            source = ref()
-            if source is None:
-                continue
+        for source in live:
             try:
                 snap = source.snapshot_for_collection()
             except Exception:
                 continue  # a source mid-teardown: reported again next time
             if snap is not None:
                 snaps.append(snap)
-        local.taken = (now, snaps)
-        return snaps
+        del live
+        local.taken = taken = _Collection(snaps, retired, now)
+        return taken
 
-    def _callback(
-        self, observe: Observe, needs_state: bool
-    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    # --- callbacks -------------------------------------------------------------------
+
+    def _gauge(self, observe: Observe) -> Callable[[CallbackOptions], Iterable[Observation]]:
         first = observe is _open  # the first instrument created starts a collection
 
         def callback(_: CallbackOptions) -> Iterable[Observation]:
             if first:
                 self._local.taken = None
-            # Connectors without distinct pool names share series: their values add up
-            # (the SDK would keep only the last observation of one attribute set).
-            sums: dict[frozenset[Any], Observation] = {}
-            for snap in self._snapshots():
-                if needs_state and snap.held is None:
-                    continue  # a trace config does not see aiohttp's pool
+            sums: dict[SeriesKey, Observation] = {}
+            for snap in self._collection().snapshots:
+                if snap.held is None:
+                    continue  # a trace config, or a closed connector: no pool state
                 for h in snap.hosts:
                     for o in observe(snap, h):
-                        key = frozenset(o.attributes.items()) if o.attributes else frozenset()
-                        seen = sums.get(key)
-                        sums[key] = o if seen is None else Observation(
-                            seen.value + o.value, o.attributes
-                        )
+                        _add(sums, o.value, o.attributes or {})
+            return list(sums.values())
+
+        return callback
+
+    def _counter(
+        self, name: str, count: CountObserve
+    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def callback(_: CallbackOptions) -> Iterable[Observation]:
+            collection = self._collection()
+            sums = {
+                key: Observation(n, attributes)
+                for key, (n, attributes) in collection.retired.of(name).items()
+            }
+            # Connectors without distinct pool names share series: their values add up
+            # (the SDK would keep only the last observation of one attribute set).
+            for snap in collection.snapshots:
+                for h in snap.hosts:
+                    host = h.record.attributes
+                    for extra, n in count(h.record):
+                        _add(sums, n, {**host, **extra} if extra else host)
             return list(sums.values())
 
         return callback
 
     def _observe_max(self, _: CallbackOptions) -> Iterable[Observation]:
-        sums: dict[frozenset[Any], int] = {}
-        attributes: dict[frozenset[Any], Any] = {}
-        for s in self._snapshots():
+        sums: dict[SeriesKey, Observation] = {}
+        for s in self._collection().snapshots:
             if s.held is not None:
-                key = frozenset(s.attributes.items())
-                sums[key] = sums.get(key, 0) + s.limit
-                attributes[key] = s.attributes
-        return [Observation(n, attributes[k]) for k, n in sums.items()]
+                _add(sums, s.limit, s.attributes)
+        return list(sums.values())
+
+
+def _add(sums: dict[SeriesKey, Observation], value: float, attributes: Any) -> None:
+    key = series_key(attributes)
+    seen = sums.get(key)
+    sums[key] = Observation(value if seen is None else seen.value + value, attributes)
 
 
 _meters: weakref.WeakKeyDictionary[MeterProvider, PoolMeters] = weakref.WeakKeyDictionary()

@@ -27,6 +27,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Optional
 
 from opentelemetry import trace
+from opentelemetry.trace import Tracer, TracerProvider
 
 from . import semconv as sc
 from ._acquisitions import AcquisitionEvents
@@ -44,6 +45,7 @@ from ._records import (
     ConnectionRecord,
 )
 from ._release_facts import ReleaseFact, emit_release
+from ._retired import RetiredBook
 from ._snapshot import PoolSnapshot, statistics_of, take_snapshot
 from ._spans import SpanEmitter
 from ._version import __version__
@@ -56,6 +58,25 @@ if TYPE_CHECKING:
 
 _monotonic = time.monotonic
 _current_task = asyncio.current_task
+
+# One tracer per provider, not per connector: get_tracer builds a new Tracer each call
+# (~12 µs), which a session per request would pay on every request. The global
+# provider is looked up each time, so a provider set (or reset, in tests) later is
+# followed.
+_tracers: weakref.WeakKeyDictionary[Any, Tracer] = weakref.WeakKeyDictionary()
+
+
+def _tracer_of(provider: Optional[TracerProvider]) -> Tracer:
+    """The package's tracer of ``provider`` (``None``: the global one)."""
+    if provider is None:
+        provider = trace.get_tracer_provider()
+    try:
+        tracer = _tracers.get(provider)
+        if tracer is None:
+            tracer = _tracers[provider] = trace.get_tracer(SCOPE, __version__, provider)
+    except TypeError:  # a provider that cannot be weakly referenced: not cached
+        tracer = trace.get_tracer(SCOPE, __version__, provider)
+    return tracer
 
 
 class PoolState:
@@ -71,8 +92,7 @@ class PoolState:
         name = options.pool_name
         self.pool_attributes: Attributes = {sc.POOL_NAME: name} if name else {}
         self.hosts = HostBook(options.max_hosts, self.pool_attributes, view.identify)
-        tracer = trace.get_tracer(SCOPE, __version__, options.tracer_provider)
-        self.spans = SpanEmitter(tracer, options.root_spans)
+        self.spans = SpanEmitter(_tracer_of(options.tracer_provider), options.root_spans)
         self.meters = meters_for(options.meter_provider)
         threshold = options.watchdog_threshold
         self.watchdog = Watchdog(float(threshold), self.held) if threshold else None
@@ -83,8 +103,12 @@ class PoolState:
         self._drain_scheduled = False
         # A request that queued, until the dial that may follow in the same connect().
         self.queued: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-        self.acquisitions = AcquisitionEvents(self)
-        self.meters.register(self)
+        # Through a proxy: a strong reference back would make every state a reference
+        # cycle, left for the cyclic GC instead of freed with its connector.
+        self.acquisitions = AcquisitionEvents(weakref.proxy(self))
+        self.meters.register(
+            self, RetiredBook(self.hosts.records, self.pool_attributes, options.max_hosts)
+        )
 
     # --- records ------------------------------------------------------------
 

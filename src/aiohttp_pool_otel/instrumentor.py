@@ -80,8 +80,11 @@ class AioHttpConnectionPoolInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _uninstrument(self, **kwargs: Any) -> None:
         self._patches.uninstall()
-        # Connectors this instrumentor adopted report no more and keep no state.
+        # Connectors this instrumentor adopted report no more and keep no state; the
+        # counts they made stay in the counters.
         for state in list(self._states):
-            state.meters.unregister(state)
-            state.view.connector.__dict__.pop(STATE_ATTR, None)
+            state.meters.retire(state)
+            connector = state.view.connector
+            if connector is not None:
+                connector.__dict__.pop(STATE_ATTR, None)
         self._states.clear()

@@ -29,6 +29,7 @@ from ._hosts import HostBook
 from ._meters import NO_EXEMPLAR, PoolMeters, meters_for
 from ._options import PoolOptions, pool_options
 from ._records import Attributes, HostId, HostRecord
+from ._retired import RetiredBook
 from ._snapshot import HostSnapshot, PoolSnapshot
 from ._spans import SpanEmitter, error_type
 
@@ -58,7 +59,7 @@ class _Signals:
         name = options.pool_name
         self._pool = {sc.POOL_NAME: name} if name else {}
         self._hosts = HostBook(options.max_hosts, dict(self._pool), lambda identity: identity)
-        meters.register(self)
+        meters.register(self, RetiredBook(self._hosts.records, dict(self._pool), options.max_hosts))
 
     def snapshot_for_collection(self) -> PoolSnapshot:
         """Counters only: a trace config does not see the pool's state."""

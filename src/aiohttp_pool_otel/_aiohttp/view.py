@@ -9,6 +9,7 @@ retried.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any, NamedTuple, Optional
 
 from aiohttp import BaseConnector
@@ -39,37 +40,44 @@ def identify(key: Any) -> HostId:
 
 
 class PoolView:
-    """What the plugin reads of one ``BaseConnector``."""
+    """What the plugin reads of one ``BaseConnector``.
 
-    __slots__ = ("_connector", "identify")
+    It holds the connector weakly: the connector holds the plugin's state, which
+    holds this view, and a strong reference back would make every connector a
+    reference cycle that only the cyclic GC frees (a session per request would then
+    leave its connector and state behind until the next collection). A view whose
+    connector is gone reads as a closed, empty pool.
+    """
+
+    __slots__ = ("_connector", "identify", "loop")
 
     def __init__(self, connector: BaseConnector) -> None:
-        self._connector = connector
+        self._connector = weakref.ref(connector)
         self.identify = identify
+        # The connector's loop never changes: kept here, read on every release.
+        self.loop: asyncio.AbstractEventLoop = connector._loop
 
     @property
-    def connector(self) -> BaseConnector:
-        """The connector read."""
-        return self._connector
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        """The connector's event loop."""
-        loop: asyncio.AbstractEventLoop = self._connector._loop
-        return loop
+    def connector(self) -> Optional[BaseConnector]:
+        """The connector read, ``None`` once it is garbage-collected."""
+        return self._connector()
 
     @property
     def closed(self) -> bool:
-        """Whether the connector is closed."""
-        return bool(self._connector._closed)
+        """Whether the connector is closed (or gone)."""
+        connector = self._connector()
+        return connector is None or bool(connector._closed)
 
     def held_protocols(self) -> list[Any]:
         """Protocols held by requests now (a copy; placeholders of dials included)."""
-        return list(self._connector._acquired.copy())
+        connector = self._connector()
+        return [] if connector is None else list(connector._acquired.copy())
 
     def open_protocols(self) -> set[Any]:
         """Every protocol aiohttp holds or pools now (loop thread)."""
-        connector = self._connector
+        connector = self._connector()
+        if connector is None:
+            return set()
         alive = set(connector._acquired)
         for conns in connector._conns.values():
             alive.update(proto for proto, _ in conns)
@@ -77,7 +85,9 @@ class PoolView:
 
     def open_count(self) -> int:
         """How many connections aiohttp holds or pools now (loop thread)."""
-        connector = self._connector
+        connector = self._connector()
+        if connector is None:
+            return 0
         held = sum(1 for p in connector._acquired if not isinstance(p, _TransportPlaceholder))
         return held + sum(len(c) for c in connector._conns.values())
 
@@ -88,7 +98,9 @@ class PoolView:
 
     def read(self) -> PoolRead:
         """The pool now (any thread)."""
-        connector = self._connector
+        connector = self._connector()
+        if connector is None:
+            return PoolRead([], {}, {}, 0, 0)
         for _ in range(5):
             try:
                 idle = {k: len(v) for k, v in connector._conns.copy().items()}
@@ -100,20 +112,22 @@ class PoolView:
         return PoolRead([], {}, {}, connector.limit, connector.limit_per_host)
 
     def blocking_limit(self) -> str:
-        """Which limit makes an acquisition queue now."""
-        connector = self._connector
+        """Which limit makes an acquisition queue now (loop thread, connector alive)."""
+        connector: Any = self._connector()
         if connector._limit and len(connector._acquired) >= connector._limit:
             return "limit"
         return "limit_per_host"
 
     def queue_depth(self, key: Any) -> int:
         """Acquisitions already queued for ``key``."""
-        return len(self._connector._waiters.get(key, ()))
+        connector: Any = self._connector()
+        return len(connector._waiters.get(key, ())) if connector is not None else 0
 
     def is_pooled_last(self, key: Any, protocol: Any) -> bool:
         """Whether ``protocol`` is the newest idle entry of ``key``: every version pools
         a connection by appending it to ``_conns[key]``."""
-        conns = self._connector._conns.get(key)
+        connector: Any = self._connector()
+        conns = connector._conns.get(key) if connector is not None else None
         return bool(conns) and conns[-1][0] is protocol  # type: ignore[index]
 
     @staticmethod
