@@ -243,10 +243,16 @@ def certificate_authority() -> trustme.CA:
 
 
 @pytest.fixture
-async def tls_server(certificate_authority: trustme.CA) -> AsyncIterator[Server]:
+def tls_server_context(certificate_authority: trustme.CA) -> ssl.SSLContext:
+    """A server context with a certificate for 127.0.0.1 and localhost."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     certificate_authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    srv = await start_server(ssl_context=context)
+    return context
+
+
+@pytest.fixture
+async def tls_server(tls_server_context: ssl.SSLContext) -> AsyncIterator[Server]:
+    srv = await start_server(ssl_context=tls_server_context)
     yield srv
     await srv.runner.cleanup()
 
