@@ -1,6 +1,6 @@
 """The alerting rules (deploy/alerts.yml): promtool accepts them, their unit tests
 (deploy/alerts.test.yml) pass and can fail, every alert carries what on-call needs, and
-the README's "Alerts" section is their runbook."""
+docs/alerts.md is their runbook, one entry per alert."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 import yaml
 
+from .rig.docs import anchor, headings, section
+
 ROOT = pathlib.Path(__file__).parent.parent
 RULES = ROOT / "deploy/alerts.yml"
 RULE_TESTS = ROOT / "deploy/alerts.test.yml"
-README = ROOT / "README.md"
-RUNBOOK = "README.md#alerts"
+RUNBOOK = ROOT / "docs/alerts.md"
 # The aggregation every rule keeps: one alert per process and per pool and host.
 ALERT_LABELS = {"job", "instance", "aiohttp_pool_name", "server_address", "server_port"}
 
@@ -98,7 +99,7 @@ def test_every_alert_has_what_on_call_needs() -> None:
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
         notes = rule["annotations"]
         assert set(notes) == {"summary", "description", "runbook"}, name
-        assert notes["runbook"] == RUNBOOK, name
+        assert notes["runbook"] == runbook_of(name), name
         for label in ("server_address", "server_port", "aiohttp_pool_name", "job", "instance"):
             assert f"$labels.{label}" in notes["description"], (name, label)
         assert "for" in rule, name
@@ -133,19 +134,17 @@ def test_prometheus_config_loads_the_rules_and_compose_mounts_them() -> None:
     assert "./deploy/alerts.yml:/etc/prometheus/alerts.yml:ro" in volumes
 
 
-def readme_alerts_section() -> str:
-    text = README.read_text()
-    start = text.index("<!-- section:alerts -->")
-    end = text.index("<!-- /section:alerts -->")
-    return text[start:end]
+def runbook_of(alert: str) -> str:
+    """The annotation that points at ``alert``'s entry in the runbook."""
+    return f"docs/alerts.md#{anchor(alert)}"
 
 
-def test_readme_alerts_section_is_the_runbook_of_every_alert() -> None:
-    section = readme_alerts_section()
-    assert "\n## Alerts\n" in section  # the heading the runbook anchor (#alerts) points to
-    rows = [line for line in section.splitlines() if line.startswith("| `Aiohttp")]
-    listed = [re.findall(r"`([^`]+)`", row.split("|")[1])[0] for row in rows]
-    assert sorted(listed) == sorted(alert_names())
-    for row in rows:
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        assert len(cells) == 4 and all(cells), row  # alert, expression, when, what to do
+def test_the_runbook_has_an_entry_for_every_alert_and_no_other() -> None:
+    text = RUNBOOK.read_text()
+    entries = [h for h in headings(text) if h.startswith("Aiohttp")]
+    assert sorted(entries) == sorted(alert_names())
+    for rule in rules():
+        entry = section(text, rule["alert"])
+        assert f"Severity: **{rule['labels']['severity']}**." in entry, rule["alert"]
+        for part in ("**Expression**", "**Fires when**", "**What to do first.**"):
+            assert part in entry, (rule["alert"], part)

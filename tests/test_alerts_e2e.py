@@ -121,7 +121,8 @@ def assert_names_the_pool(alert: dict[str, Any], stack: Stack, port: int, pool: 
     assert description.startswith(
         f"Host 127.0.0.1:{port}, pool {pool or '(unnamed)'}, in plugin ({stack.instance}): "
     ), description
-    assert alert["annotations"]["runbook"].endswith("#alerts")
+    name = alert["labels"]["alertname"]
+    assert alert["annotations"]["runbook"] == f"docs/alerts.md#{name.lower()}"
 
 
 async def run_demo_scenario(

@@ -10,8 +10,6 @@ import asyncio
 import gc
 import json
 import os
-import pathlib
-import re
 import socket
 import subprocess
 import sys
@@ -35,6 +33,7 @@ from aiohttp_pool_otel import (
 )
 
 from .conftest import Server
+from .rig.docs import code_blocks, read, section
 from .rig.pipeline import (
     UP_TIMEOUT,
     NativeStack,
@@ -52,7 +51,6 @@ pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(UP_TIMEOUT + 600)]
 DEMO_SERVICE = "aiohttp-pool-otel-demo"
 LEASE = "aiohttp.connection.lease"
 WAIT = "aiohttp.connection.wait"
-README = pathlib.Path(__file__).parent.parent / "README.md"
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +139,7 @@ def test_the_demos_spans_arrive_in_jaeger_as_printed(
 
     leases = [s for s in spans if s["operationName"] == LEASE]
     assert Counter(lease_key(tags(s)) for s in leases) == printed
-    # The puzzle's answer, as the README tells it: 2 x eof at the headers, pooled
+    # The puzzle's answer, as the docs tell it: 2 x eof at the headers, pooled
     # (small), 3 x close, closed (slow).
     ports = {name: int(url.rsplit(":", 1)[1]) for name, url in run.report["hosts"].items()}
     assert printed == Counter(
@@ -192,7 +190,7 @@ def test_the_leak_scenarios_timed_out_wait_in_jaeger(stack: NativeStack) -> None
 async def test_contrib_request_spans_parent_the_pool_spans_in_jaeger(
     stack: NativeStack, server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The README's trace (two requests through one slot, the contrib instrumentation's
+    """The docs' trace (two requests through one slot, the contrib instrumentation's
     GET spans, the default connector) sent over gRPC and fetched back from Jaeger."""
     service = "aiohttp-pool-otel-pipeline"
     instance = new_instance(monkeypatch)
@@ -239,19 +237,17 @@ async def test_contrib_request_spans_parent_the_pool_spans_in_jaeger(
     # The request span ends at the headers; the lease runs on to the body's EOF.
     assert lease["startTime"] + lease["duration"] > first["startTime"] + first["duration"]
 
-    # The README's timeline is this trace's shape (names, nesting, notes; not times).
+    # The docs' timeline is this trace's shape (names, nesting, notes; not times).
     drawn = timeline({"spans": spans})
     print(f"\n{drawn}")
     assert shape(readme_timeline()) == shape(drawn)
 
 
 def readme_timeline() -> str:
-    """The timeline block of the README's "See it in Jaeger and Prometheus"."""
-    section = README.read_text().split("<!-- section:backends -->")[1]
-    section = section.split("<!-- /section:backends -->")[0]
-    match = re.search(r"```text\n(GET .*?)```", section, re.S)
-    assert match, "no timeline in the README's backends section"
-    return match.group(1)
+    """The timeline of "A real trace, fetched from Jaeger" in docs/deployment.md."""
+    real = section(read("docs/deployment.md"), "A real trace, fetched from Jaeger")
+    (drawn,) = [block for block in code_blocks(real, "text") if block.startswith("GET ")]
+    return drawn
 
 
 def shape(text: str) -> list[tuple[str, str]]:

@@ -9,7 +9,6 @@ import json
 import math
 import os
 import pathlib
-import re
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 from aiohttp_pool_otel import OpenTelemetryTCPConnector, ReleaseReason
 
 from .conftest import Server
+from .rig.docs import code_blocks, user_docs
 from .rig.prometheus import PrometheusServer, prometheus_binary
 
 pytestmark = pytest.mark.prometheus
@@ -29,14 +29,10 @@ DASHBOARD = ROOT / "deploy/grafana/dashboards/aiohttp-pool.json"
 
 
 def readme_queries() -> list[str]:
-    """The PromQL lines of the README's ```promql blocks."""
-    blocks = re.findall(r"```promql\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    return [
-        line.strip()
-        for block in blocks
-        for line in block.splitlines()
-        if line.strip() and not line.strip().startswith("#")
-    ]
+    """The PromQL lines of the ```promql blocks of the README and docs/, each once."""
+    blocks = [block for text in user_docs().values() for block in code_blocks(text, "promql")]
+    lines = (line.strip() for block in blocks for line in block.splitlines())
+    return list(dict.fromkeys(line for line in lines if line and not line.startswith("#")))
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +137,7 @@ async def test_prometheus_sees_the_pool(
         # machine: it only says the histogram measures holds, not something else).
         assert 0.1 <= scalar(p50) <= 5.0
 
-        # A leaked response, garbage-collected: the README's leak query needs one.
+        # A leaked response, garbage-collected: the docs' leak query needs one.
         leaked = await session.get(server2.url("/cut"))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)
@@ -155,7 +151,7 @@ async def test_prometheus_sees_the_pool(
             gc.collect()
         assert connector.statistics().releases.get(ReleaseReason.GC, 0) >= 1
 
-        # Every query of the Grafana dashboard and of the README returns data here.
+        # Every query of the Grafana dashboard and of the docs returns data here.
         dashboard = json.loads(DASHBOARD.read_text())
         queries = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
         queries += readme_queries()

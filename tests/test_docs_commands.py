@@ -1,5 +1,6 @@
-"""The README's first command, run as written in a fresh copy of the repository:
-a new venv, the package from source, the demo's table printed."""
+"""The README's two commands: the demo's, run as written in a fresh copy of the
+repository (a new venv, the package from source, the demo's table printed), and the
+tests', which is what CI runs."""
 
 from __future__ import annotations
 

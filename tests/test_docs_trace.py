@@ -1,4 +1,5 @@
-"""The README's "What a trace looks like" is a real run: this reproduces it span for span.
+"""The trace the docs draw (the README's "What you see", and "What a trace looks like"
+in docs/spans-and-attributes.md) is a real run: this reproduces it span for span.
 
 Not in the aiohttp version matrix (it needs the contrib instrumentation); the behaviour
 it shows is covered there by the core span tests.
@@ -15,13 +16,21 @@ from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 from aiohttp_pool_otel import semconv as sc
 
 from .conftest import Server, Telemetry
+from .rig.docs import code_blocks, read, section
 from .test_core_spans import by_name, get_text
+
+
+def test_the_readme_and_the_reference_draw_the_same_trace() -> None:
+    reference = section(read("docs/spans-and-attributes.md"), "What a trace looks like")
+    (drawn,) = code_blocks(reference, "text")
+    assert drawn.startswith("GET ")
+    assert drawn in code_blocks(read("README.md"), "text")
 
 
 async def test_the_readme_trace_two_requests_under_contrib_spans_through_one_slot(
     telemetry: Telemetry, server: Server
 ) -> None:
-    """The timeline in the README's "What a trace looks like", span for span."""
+    """The timeline the docs draw, span for span."""
     connector = telemetry.connector(limit_per_host=1, family=socket.AF_INET)
     url = f"http://localhost:{server.port}/late"  # a name, so that DNS is resolved
     async with aiohttp.ClientSession(
