@@ -230,8 +230,9 @@ class PoolState:
 
     # --- closes aiohttp makes by itself -------------------------------------------
 
-    def reconcile(self, threadsafe: bool = False) -> None:
-        """Count the connections aiohttp closed without a release (loop thread)."""
+    def reconcile(self, threadsafe: bool = False, drain: bool = True) -> None:
+        """Count the connections aiohttp closed without a release (loop thread);
+        ``drain=False``: the caller drains right after (no loop callback needed)."""
         try:
             records = self.records
             if len(records) <= self.view.open_count():
@@ -251,7 +252,8 @@ class PoolState:
                 elif records.pop(protocol, None) is not None:
                     record.host.closed += 1
                 self.pending.append(ReleaseFact.of(protocol, record, closed, None, CLOSED))
-            self.schedule_drain(threadsafe)
+            if drain:
+                self.schedule_drain(threadsafe)
         except Exception:
             if not threadsafe:
                 report_internal_error("reconcile")
@@ -275,9 +277,11 @@ class PoolState:
                     self.pending.append(
                         ReleaseFact.of(protocol, record, CONNECTOR_CLOSED, None, CLOSED)
                     )
-            self.reconcile(threadsafe=in_finalizer)
+            # Out of a finalizer the facts are applied here, before close() returns (so
+            # spans end by then); a finalizer leaves them to a loop callback.
+            self.reconcile(threadsafe=in_finalizer, drain=in_finalizer)
             if not in_finalizer:
-                self.drain()  # spans end before close() returns
+                self.drain()
         except Exception:
             if not in_finalizer:
                 report_internal_error("connector_closed")
