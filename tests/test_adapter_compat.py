@@ -81,7 +81,7 @@ async def test_connection_and_key_shape(telemetry: Telemetry, server: Server) ->
         key = conn._key
         assert (key.host, key.port, key.is_ssl) == ("127.0.0.1", server.port, False)
         state = state_of(connector)
-        assert state is not None and state.records.get(conn.protocol) is not None
+        assert state is not None and state.ledger.record_of(conn.protocol) is not None
         resp.close()
 
 

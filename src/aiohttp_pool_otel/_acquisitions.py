@@ -182,7 +182,7 @@ class AcquisitionEvents:
         """``connect()`` handed out a connection (per-lease mode and aiohttp < 3.10.11)."""
         state = self._state
         try:
-            record = state.records.get(protocol) or state.adopt(protocol, key)
+            record = state.ledger.record_of(protocol) or state.adopt(protocol, key)
             now = _monotonic()
             if record.uses:  # a reuse; a dialled connection's first lease began at the dial
                 record.lease_started_at = now

@@ -74,11 +74,11 @@ def _per_record(state: PoolState, counts: dict[Any, int]) -> dict[HostRecord, in
 def take_snapshot(state: PoolState) -> PoolSnapshot:
     """Read ``state``'s pool now."""
     view = state.view.read()
-    records = state.records
+    record_of = state.ledger.record_of
     held: list[ConnectionRecord] = []
     active: dict[HostRecord, int] = {}
     for protocol in view.held:
-        conn = records.get(protocol)
+        conn = record_of(protocol)
         if conn is not None:  # dials in progress have a placeholder and no record
             held.append(conn)
             active[conn.host] = active.get(conn.host, 0) + 1

@@ -33,14 +33,13 @@ from . import semconv as sc
 from ._acquisitions import AcquisitionEvents
 from ._errors import report_internal_error
 from ._hosts import HostBook
+from ._ledger import PoolLedger
 from ._meters import SCOPE, meters_for
 from ._options import PoolOptions
 from ._records import (
     CLOSE,
     CLOSED,
     CONNECTOR_CLOSED,
-    EOF,
-    POOLED,
     Attributes,
     ConnectionRecord,
 )
@@ -95,10 +94,9 @@ class PoolState:
         self.spans = SpanEmitter(_tracer_of(options.tracer_provider), options.root_spans)
         self.meters = meters_for(options.meter_provider)
         threshold = options.watchdog_threshold
-        self.watchdog = Watchdog(float(threshold), self.held) if threshold else None
-        # Records of the connections open now, by aiohttp protocol: nothing is stored
-        # on aiohttp's objects.
-        self.records: dict[Any, ConnectionRecord] = {}
+        self.watchdog = Watchdog(float(threshold), self.leased_records) if threshold else None
+        # The connections open now and their hosts' counts: moved by pool events only.
+        self.ledger = PoolLedger()
         self.pending: deque[ReleaseFact] = deque()
         self._drain_scheduled = False
         # A request that queued, until the dial that may follow in the same connect().
@@ -114,20 +112,17 @@ class PoolState:
 
     def new_record(self, protocol: Any, key: Any, now: float) -> ConnectionRecord:
         """A record for a connection opened now (loop thread)."""
-        host = self.hosts.for_key(key)
-        record = self.records[protocol] = ConnectionRecord(host, now)
-        host.created += 1
-        return record
+        return self.ledger.opened(protocol, self.hosts.for_key(key), now)
 
     def adopt(self, protocol: Any, key: Any) -> ConnectionRecord:
         """A record for a connection we did not see dialled (it predates the plugin, or
         a subclass dialled it by itself): counted from its first release on."""
         return self.new_record(protocol, key, _monotonic())
 
-    def held(self) -> list[ConnectionRecord]:
+    def leased_records(self) -> list[ConnectionRecord]:
         """Records of the connections requests hold now (loop thread)."""
-        records = self.records
-        return [r for p in self.view.held_protocols() if (r := records.get(p)) is not None]
+        record_of = self.ledger.record_of
+        return [r for p in self.view.held_protocols() if (r := record_of(p)) is not None]
 
     # --- the release path (hot) -------------------------------------------------
 
@@ -141,22 +136,7 @@ class PoolState:
     ) -> None:
         """aiohttp gave a held connection back (loop thread, never a finalizer)."""
         try:
-            if (
-                reason is EOF
-                and outcome is POOLED
-                and record.uses
-                and record.lease_started_at is None
-                and record.span is None
-                and not self.per_lease_work
-            ):
-                # Almost every request: a reuse back to the pool at EOF, with nothing
-                # more to say. _count() inlined: a call is ~10 % of the plugin's cost.
-                host = record.host
-                host.eof_pooled += 1
-                host.reused += 1
-                record.uses += 1
-                return
-            self._count(protocol, record, reason, outcome)
+            self.ledger.lease_ended(protocol, record, reason, outcome)
             if outcome is CLOSED or record.span is not None or self.per_lease_work:
                 self._emit(ReleaseFact.of(protocol, record, reason, phase, outcome))
             elif record.lease_started_at is not None:  # a first lease: nothing to emit
@@ -172,22 +152,6 @@ class PoolState:
         else:
             self.pending.append(fact)
             self.schedule_drain(threadsafe=False)
-
-    def _count(
-        self, protocol: Any, record: ConnectionRecord, reason: ReleaseReason,
-        outcome: ReleaseOutcome,
-    ) -> None:  # fmt: skip
-        host = record.host
-        if reason is EOF and outcome is POOLED:
-            host.eof_pooled += 1
-        else:
-            pair = (reason, outcome)
-            host.releases[pair] = host.releases.get(pair, 0) + 1
-        if record.uses:
-            host.reused += 1
-        record.uses += 1
-        if outcome is CLOSED and self.records.pop(protocol, None) is not None:
-            host.closed += 1
 
     def released_in_finalizer(self, fact: ReleaseFact) -> None:
         """A garbage collection released a connection: keep the fact for the loop.
@@ -221,7 +185,7 @@ class PoolState:
                 if not fact.counted:
                     record = fact.record or self.adopt(fact.protocol, fact.key)
                     fact.record = record
-                    self._count(fact.protocol, record, fact.reason, fact.outcome)
+                    self.ledger.lease_ended(fact.protocol, record, fact.reason, fact.outcome)
                     fact.take_lease(record)
                     record.gc_pending = False
                 emit_release(self, fact)
@@ -234,13 +198,13 @@ class PoolState:
         """Count the connections aiohttp closed without a release (loop thread);
         ``drain=False``: the caller drains right after (no loop callback needed)."""
         try:
-            records = self.records
-            if len(records) <= self.view.open_count():
+            ledger = self.ledger
+            if len(ledger) <= self.view.open_count():
                 return  # nothing was closed behind our back (the usual case, cheap)
             alive = self.view.open_protocols()
             lost = [
                 (p, r)
-                for p, r in list(records.items())
+                for p, r in ledger.open_connections()
                 if p not in alive and not r.gc_pending and not self.view.is_connected(p)
             ]
             if not lost:
@@ -248,9 +212,9 @@ class PoolState:
             closed = CONNECTOR_CLOSED if self.view.closed else CLOSE
             for protocol, record in lost:
                 if record.lease_started_at is not None:  # a lease no release will end
-                    self._count(protocol, record, closed, CLOSED)
-                elif records.pop(protocol, None) is not None:
-                    record.host.closed += 1
+                    ledger.lease_ended(protocol, record, closed, CLOSED)
+                else:
+                    ledger.closed(protocol)
                 self.pending.append(ReleaseFact.of(protocol, record, closed, None, CLOSED))
             if drain:
                 self.schedule_drain(threadsafe)
@@ -260,9 +224,8 @@ class PoolState:
 
     def closed_unused(self, protocol: Any) -> None:
         """A connection closes before any request held it (its lifetime is recorded)."""
-        record = self.records.pop(protocol, None)
+        record = self.ledger.closed(protocol)
         if record is not None:
-            record.host.closed += 1
             self._emit(ReleaseFact.of(protocol, record, CONNECTOR_CLOSED, None, CLOSED))
 
     def connector_closed(self, held: list[Any], in_finalizer: bool) -> None:
@@ -271,9 +234,9 @@ class PoolState:
             if self.watchdog is not None and not in_finalizer:
                 self.watchdog.stop()
             for protocol in held:
-                record = self.records.get(protocol)
+                record = self.ledger.record_of(protocol)
                 if record is not None:
-                    self._count(protocol, record, CONNECTOR_CLOSED, CLOSED)
+                    self.ledger.lease_ended(protocol, record, CONNECTOR_CLOSED, CLOSED)
                     self.pending.append(
                         ReleaseFact.of(protocol, record, CONNECTOR_CLOSED, None, CLOSED)
                     )
@@ -292,7 +255,7 @@ class PoolState:
         """One collection's snapshot (reader thread); asks the loop to reconcile when
         our books hold more connections than aiohttp's pool."""
         snap = take_snapshot(self)
-        if len(self.records) > len(snap.held or ()) + sum(h.idle for h in snap.hosts):
+        if len(self.ledger) > len(snap.held or ()) + sum(h.idle for h in snap.hosts):
             self.reconcile_soon()
         if self.view.closed:
             # A closed pool has no state to report: only its final counts, until the

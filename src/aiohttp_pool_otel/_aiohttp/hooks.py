@@ -108,7 +108,7 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
             # Not a lease: no state, a second release in a GC pass, or a release
             # after the connector closed (which ended every lease).
             return base._release(self, key, protocol, should_close=should_close)  # type: ignore[no-any-return]
-        record = state.records.get(protocol)
+        record = state.ledger.record_of(protocol)
         reason: ReleaseReason = ERROR
         phase: Optional[ReleasePhase] = None
         try:
