@@ -1,0 +1,76 @@
+"""The Grafana dashboard (deploy/grafana/dashboards/aiohttp-pool.json) as the tests read
+it: its panels' queries, and those queries with the template variables filled in the way
+Grafana fills them before it sends a query to Prometheus."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+ROOT = pathlib.Path(__file__).parent.parent.parent
+DASHBOARD = ROOT / "deploy/grafana/dashboards/aiohttp-pool.json"
+
+#: The service, instance and host variables' "All" value (their ``allValue``).
+ALL = ".*"
+#: What ``$__rate_interval`` becomes here: Grafana makes it at least four scrape
+#: intervals (5 s in deploy/prometheus.yml), so a minute is what a user sees zoomed out.
+RATE_INTERVAL = "1m"
+
+Value = Union[str, Sequence[str]]
+
+
+@dataclass(frozen=True)
+class PanelQuery:
+    """One target of one panel, its expression as the JSON holds it."""
+
+    panel: str
+    ref_id: str
+    expr: str
+
+
+def load() -> dict[str, Any]:
+    """The dashboard's JSON."""
+    dashboard: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return dashboard
+
+
+def panel_queries() -> list[PanelQuery]:
+    """Every target of every panel, in the dashboard's order."""
+    return [
+        PanelQuery(panel["title"], target["refId"], target["expr"])
+        for panel in load()["panels"]
+        for target in panel["targets"]
+    ]
+
+
+def regex_value(value: Value) -> str:
+    """A variable's value inside a PromQL ``=~"..."`` matcher, as Grafana writes it: the
+    All value as is; chosen values regex-escaped, several joined as ``(a|b)``; then
+    escaped once more for the PromQL string literal."""
+    if isinstance(value, str):
+        if value == ALL:
+            return ALL
+        value = [value]
+    escaped = [re.escape(v) for v in value]
+    joined = escaped[0] if len(escaped) == 1 else f"({'|'.join(escaped)})"
+    return joined.replace("\\", "\\\\")
+
+
+def fill(
+    expr: str,
+    *,
+    service: Value = ALL,
+    instance: Value = ALL,
+    host: Value = ALL,
+    rate_interval: str = RATE_INTERVAL,
+) -> str:
+    """``expr`` with the dashboard's variables replaced (default: All everywhere)."""
+    values = {"service": service, "instance": instance, "host": host}
+    for name, value in values.items():
+        expr = expr.replace(f"${{{name}}}", regex_value(value))
+        expr = expr.replace(f"${name}", regex_value(value))
+    return expr.replace("$__rate_interval", rate_interval)
