@@ -102,37 +102,37 @@ def test_panels_have_ids_types_a_layout_and_targets() -> None:
         assert ref_ids and len(set(ref_ids)) == len(ref_ids), panel["title"]
 
 
-def test_the_variables_chain_datasource_service_instance_host() -> None:
+def test_the_variables_are_datasource_service_instance_host() -> None:
     listed = load()["templating"]["list"]
     assert [v["name"] for v in listed] == VARIABLES
     for v in listed:
-        assert v["type"] in VARIABLE_TYPES
+        assert v["type"] in VARIABLE_TYPES and v["label"].strip()
         assert v["hide"] in HIDE and v["refresh"] in REFRESH
         assert isinstance(v["options"], list) and isinstance(v["current"], dict)
-        assert v["label"].strip()
-    source, *queries = listed
     # The data source variable lists the Prometheus data sources; nothing to select All of.
+    source = listed[0]
     assert source["type"] == "datasource" and source["query"] == "prometheus"
     assert not source["multi"] and not source["includeAll"]
-    earlier = {"datasource"}
-    for v in queries:
-        name = v["name"]
-        assert v["type"] == "query" and v["datasource"] == DATASOURCE_REF
-        query = v["query"]["query"]
-        assert v["definition"] == query and v["query"]["refId"]
-        # label_values(series{filters by every earlier variable}, the variable's label)
-        match = re.fullmatch(r"label_values\((\w+)(?:\{(.*)\})?, (\w+)\)", query)
-        assert match, query
-        assert match.group(3) == FILTER_LABELS[name]
-        filters = MATCHER.findall(match.group(2) or "")
-        chained = [e for e in VARIABLES if e in earlier and e != "datasource"]
-        assert filters == [(FILTER_LABELS[e], "=~", f"${e}") for e in chained], query
-        # Multi-select with All, and All as one regex, not thousands of instances joined.
-        assert v["multi"] and v["includeAll"] and v["allValue"] == ALL
-        assert v["current"] == {"selected": True, "text": ["All"], "value": ["$__all"]}
-        assert v["refresh"] == 2  # new instances appear as the time range moves
-        assert v["sort"] in SORT
-        earlier.add(name)
+
+
+@pytest.mark.parametrize("position", range(1, len(VARIABLES)))
+def test_each_query_variable_chains_on_the_ones_before(position: int) -> None:
+    v = load()["templating"]["list"][position]
+    assert v["type"] == "query" and v["datasource"] == DATASOURCE_REF
+    query = v["query"]["query"]
+    assert v["definition"] == query and v["query"]["refId"]
+    # label_values(series{a filter by each earlier variable}, the variable's label)
+    match = re.fullmatch(r"label_values\((\w+)(?:\{(.*)\})?, (\w+)\)", query)
+    assert match, query
+    assert match.group(3) == FILTER_LABELS[v["name"]]
+    earlier = VARIABLES[1:position]
+    wanted = [(FILTER_LABELS[e], "=~", f"${e}") for e in earlier]
+    assert MATCHER.findall(match.group(2) or "") == wanted, query
+    # Multi-select with All, and All as one regex, not thousands of instances joined.
+    assert v["multi"] and v["includeAll"] and v["allValue"] == ALL
+    assert v["current"] == {"selected": True, "text": ["All"], "value": ["$__all"]}
+    assert v["refresh"] == 2  # new instances appear as the time range moves
+    assert v["sort"] in SORT
 
 
 def test_every_panel_queries_the_chosen_datasource() -> None:

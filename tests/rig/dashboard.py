@@ -5,8 +5,11 @@ Grafana fills them before it sends a query to Prometheus."""
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 import re
+import urllib.parse
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Union
@@ -74,3 +77,24 @@ def fill(
         expr = expr.replace(f"${{{name}}}", regex_value(value))
         expr = expr.replace(f"${name}", regex_value(value))
     return expr.replace("$__rate_interval", rate_interval)
+
+
+def label_values(prometheus_url: str, query: str) -> list[str]:
+    """A ``label_values(series, label)`` variable query, answered the way Grafana's
+    Prometheus data source answers it: the label's values among the series that match."""
+    match = re.fullmatch(r"label_values\((.+), (\w+)\)", query)
+    if match is None:
+        raise ValueError(f"not a label_values(series, label) query: {query!r}")
+    series, label = match.groups()
+    params = urllib.parse.urlencode({"match[]": series})
+    with urllib.request.urlopen(
+        f"{prometheus_url}/api/v1/label/{label}/values?{params}", timeout=30
+    ) as r:
+        body = json.load(r)
+    assert body["status"] == "success", body
+    return sorted(body["data"])
+
+
+def has_finite_value(result: list[dict[str, Any]]) -> bool:
+    """Whether an instant query's result has a number Grafana would draw (not NaN)."""
+    return any(math.isfinite(float(r["value"][1])) for r in result)
