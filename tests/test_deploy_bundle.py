@@ -142,8 +142,11 @@ def test_grafana_is_provisioned_with_prometheus_and_the_dashboard() -> None:
     (source,) = datasources["datasources"]
     assert source["url"] == "http://prometheus:9090" and "prometheus" in services
     dashboard = json.loads(DASHBOARD.read_text())
+    # Every query reads the dashboard's datasource variable, which lists this type.
     uids = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p["targets"]}
-    assert uids == {source["uid"]}
+    assert uids == {"${datasource}"}
+    (variable,) = [v for v in dashboard["templating"]["list"] if v["type"] == "datasource"]
+    assert variable["query"] == source["type"]
     titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
     for topic in ("open connections", "available", "pending", "wait time", "hold time",
                   "releases by reason", "created"):  # fmt: skip

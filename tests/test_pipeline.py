@@ -19,7 +19,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import aiohttp
 import pytest
@@ -33,6 +33,7 @@ from aiohttp_pool_otel import (
 )
 
 from .conftest import Server
+from .rig.dashboard import fill, has_finite_value, panel_queries
 from .rig.docs import code_blocks, read, section
 from .rig.pipeline import (
     UP_TIMEOUT,
@@ -44,7 +45,7 @@ from .rig.pipeline import (
     timeline,
 )
 from .test_core_spans import get_text
-from .test_prometheus import DASHBOARD, readme_queries
+from .test_prometheus import readme_queries
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(UP_TIMEOUT + 600)]
 
@@ -96,12 +97,17 @@ def lease_key(attributes: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def run_demo(stack: NativeStack, scenario: str, protocol: str) -> DemoRun:
-    """The demo as a user runs it, with an explicit endpoint and protocol."""
+def run_demo(
+    stack: NativeStack, scenario: str, protocol: str, service: Optional[str] = None
+) -> DemoRun:
+    """The demo as a user runs it, with an explicit endpoint and protocol (and
+    OTEL_SERVICE_NAME=service when given)."""
     instance = uuid.uuid4().hex
     endpoint = stack.otlp_grpc if protocol == "grpc" else stack.otlp_http
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env["OTEL_RESOURCE_ATTRIBUTES"] = f"service.instance.id={instance}"
+    if service is not None:
+        env["OTEL_SERVICE_NAME"] = service
     start_us = int((time.time() - 5) * 1e6)
     done = subprocess.run(
         [sys.executable, "-m", "aiohttp_pool_otel", "demo", "--scenario", scenario,
@@ -308,10 +314,13 @@ async def test_every_readme_and_dashboard_query_returns_series(
 ) -> None:
     """An app with every pool signal the queries read (queueing, held connections, a
     pool-wait timeout, a leak, hold times) exports over OTLP/HTTP; every PromQL query of
-    the README and of the Grafana dashboard then answers from the real Prometheus."""
+    the README answers from the real Prometheus, and every query of the Grafana dashboard,
+    filtered to this app's service and instance, draws a line (a finite value: a
+    quantile of a window where nothing ended would be NaN, which Grafana leaves blank)."""
+    service = "aiohttp-pool-otel-pipeline"
     instance = new_instance(monkeypatch)
     otel = configure_otlp(
-        service_name="aiohttp-pool-otel-pipeline", endpoint=stack.otlp_http,
+        service_name=service, endpoint=stack.otlp_http,
         protocol="http/protobuf", export_interval_millis=1000, set_global=False,
     )  # fmt: skip
     tp, mp = otel.tracer_provider, otel.meter_provider
@@ -320,9 +329,8 @@ async def test_every_readme_and_dashboard_query_returns_series(
         record_hold_time=True, watchdog_threshold=0.5, pool_name="pipeline",
     )  # fmt: skip
     prometheus = stack.prometheus
-    queries = [t["expr"] for p in json.loads(DASHBOARD.read_text())["panels"]
-               for t in p["targets"]]  # fmt: skip
-    queries += readme_queries()
+    dashboard = [fill(q.expr, service=service, instance=instance) for q in panel_queries()]
+    queries = [*dashboard, *readme_queries()]
     assert len(queries) > 20
     stop = asyncio.Event()
     try:
@@ -364,8 +372,9 @@ async def test_every_readme_and_dashboard_query_returns_series(
                 # Non-empty, as in test_prometheus. (A quantile can be NaN where no wait
                 # ended in the window: seen once here, cause not found; the README's
                 # table shows finite values from a run of this workload.)
-                result = await asyncio.to_thread(prometheus.wait_for, expr, bool, 60)
-                if not result:
+                wanted = has_finite_value if query in dashboard else bool
+                result = await asyncio.to_thread(prometheus.wait_for, expr, wanted, 60)
+                if not wanted(result):
                     empty.append(expr)
             # This app's own series are among them, with its instance label.
             mine = prometheus.query(

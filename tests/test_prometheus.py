@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import math
 import os
 import pathlib
@@ -19,13 +18,13 @@ import pytest
 from aiohttp_pool_otel import OpenTelemetryTCPConnector, ReleaseReason
 
 from .conftest import Server
+from .rig.dashboard import fill, panel_queries
 from .rig.docs import code_blocks, user_docs
 from .rig.prometheus import PrometheusServer, prometheus_binary
 
 pytestmark = pytest.mark.prometheus
 
 ROOT = pathlib.Path(__file__).parent.parent
-DASHBOARD = ROOT / "deploy/grafana/dashboards/aiohttp-pool.json"
 
 
 def readme_queries() -> list[str]:
@@ -152,8 +151,7 @@ async def test_prometheus_sees_the_pool(
         assert connector.statistics().releases.get(ReleaseReason.GC, 0) >= 1
 
         # Every query of the Grafana dashboard and of the docs returns data here.
-        dashboard = json.loads(DASHBOARD.read_text())
-        queries = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+        queries = [fill(q.expr) for q in panel_queries()]  # every variable at All
         queries += readme_queries()
         assert len(queries) > 20
         empty = []

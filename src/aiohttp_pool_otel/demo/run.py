@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 from typing import Any, Optional
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -41,7 +42,8 @@ def _telemetry(
     from ..otlp import configure_otlp
 
     providers = configure_otlp(
-        service_name=SERVICE_NAME,
+        # OTEL_SERVICE_NAME, when set, names the demo's service (two demos, two services).
+        service_name=os.environ.get("OTEL_SERVICE_NAME") or SERVICE_NAME,
         endpoint=otlp or None,
         protocol=protocol,
         timeout=OTLP_TIMEOUT_S,

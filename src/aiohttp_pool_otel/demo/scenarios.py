@@ -182,6 +182,9 @@ def _setup(
         tracer_provider=telemetry.tracer_provider,
         meter_provider=telemetry.meter_provider,
         pool_name="demo",
+        # Hold times for the dashboard's hold-time panel and `advise` (with --otlp): one
+        # histogram record per release, nothing the scenarios print depends on it.
+        record_hold_time=True,
         **options,
     )
     hosts = {"small": servers.small, "slow": servers.slow}
