@@ -92,6 +92,7 @@ class PoolState:
         """A record for a connection opened now (loop thread)."""
         host = self.hosts.for_key(key)
         record = self.records[protocol] = ConnectionRecord(host, now)
+        record.local_port = self.view.local_port(protocol)
         host.created += 1
         return record
 
