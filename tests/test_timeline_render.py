@@ -145,8 +145,19 @@ def test_leases_have_their_release_reasons_colour(run: Run) -> None:
     assert len({drawing.legend[r] for r in reasons}) == 3
 
 
+def test_lease_and_create_spans_carry_their_connections_local_port(run: Run) -> None:
+    """``network.local.port`` is the client port the server saw the request come from."""
+    for server in (run.busy, run.mixed):
+        spans = [
+            s for s in _host_spans(pool_spans(run.traces), server)
+            if s["operationName"] != "aiohttp.connection.wait"
+        ]  # fmt: skip
+        assert {tags(s)["network.local.port"] for s in spans} == run.ports(server)
+
+
 def test_one_row_per_connection_named_by_its_local_port(run: Run) -> None:
     drawing = parse(svg.render(model.build(run.traces)))
+    by_id = {s["spanID"]: s for s in pool_spans(run.traces)}
     for server in (run.busy, run.mixed):
         rows = [r for r in drawing.rows if r["data-kind"] == "connection" and on(server, r["host"])]
         # The connections the server saw, by their client port: one row each.
@@ -155,7 +166,8 @@ def test_one_row_per_connection_named_by_its_local_port(run: Run) -> None:
             bars = [b for b in drawing.bars if b.row == int(row["data-row"])]
             dials = [b for b in bars if b.kind == "dial"]
             assert len(dials) == 1 and bars[0].kind == "dial"  # the dial opens its row
-            assert all(b.local_port == int(row["data-local-port"]) for b in bars)
+            ports = {tags(by_id[b.span_id])["network.local.port"] for b in bars}
+            assert ports == {int(row["data-local-port"])}
     busy = [b for b in drawing.bars if b.kind == "lease" and on(run.busy, b.host)]
     # 6 requests through 2 connections: 3 leases on each.
     assert sorted(Counter(b.row for b in busy).values()) == [3, 3]

@@ -285,10 +285,9 @@ def build(
     for inst, bar in found:
         by_key.setdefault(_group_key(inst, bar), []).append(bar)
     instances = len({k[0] for k in by_key})
-    groups = [
-        Group(key, _label(key, instances), _group_rows(bars))
-        for key, bars in sorted(by_key.items())
-    ]
+    # Hosts in the order they first appear: the picture reads top-down, left to right.
+    ordered = sorted(by_key.items(), key=lambda kv: (min(b.start_us for b in kv[1]), kv[0]))
+    groups = [Group(key, _label(key, instances), _group_rows(bars)) for key, bars in ordered]
     bars = [b for _, b in found]
     start = min((b.start_us for b in bars), default=0)
     end = max((b.end_us for b in bars), default=0)

@@ -43,6 +43,12 @@ def reason_colour(reason: str) -> str:
     return REASON_COLOURS.get(reason, UNKNOWN_REASON)
 
 
+def on_colour(fill: str) -> str:
+    """Text colour readable on ``fill`` (#RRGGBB): white on dark, near-black on light."""
+    r, g, b = (int(fill[i : i + 2], 16) for i in (1, 3, 5))
+    return "#FFFFFF" if 0.299 * r + 0.587 * g + 0.114 * b < 150 else TEXT
+
+
 def legend_reasons(present: set[str]) -> list[str]:
     """Every release reason the package knows, then any other one the spans carry."""
     known = [r.value for r in ReleaseReason]

@@ -20,8 +20,10 @@ from .model import DIAL, LEASE, WAIT, Bar, Group, Row, Timeline
 
 WIDTH = 1200
 LABEL_W = 250  # the row labels' column
+PLOT_X = LABEL_W + 12  # where the time axis starts: room for a dial's marker
 RIGHT = 40
-PLOT_W = WIDTH - LABEL_W - RIGHT
+PLOT_W = WIDTH - PLOT_X - RIGHT
+INLINE_MIN_W = 80  # a bar this wide says what it is inside it too
 ROW_H = 18
 BAR_H = 12
 GROUP_H = 24
@@ -42,7 +44,7 @@ class Scale:
         return PLOT_W / max(1, self.span_us)
 
     def x(self, t_us: int) -> float:
-        return LABEL_W + (t_us - self.origin_us) * self.px_per_us
+        return PLOT_X + (t_us - self.origin_us) * self.px_per_us
 
 
 @dataclass
@@ -104,6 +106,14 @@ def _rect(c: Canvas, bar: Bar, y: float, fill: str, extra: str = "", height: flo
     )
 
 
+def _inline(c: Canvas, bar: Bar, y: float, words: str, colour: str) -> None:
+    """The bar's words inside it, where it is wide enough (readable without colour)."""
+    x0, x1 = c.scale.x(bar.start_us), c.scale.x(bar.end_us)
+    text = f"{words} · {axis.duration(bar.end_us - bar.start_us)}"
+    if x1 - x0 >= max(INLINE_MIN_W, 6.2 * len(text) + 8):
+        c.text(x0 + 4, y + BAR_H - 2.5, text, class_="inline", fill=colour, font_size=10)
+
+
 def _cross(c: Canvas, x: float, y: float, colour: str, cls: str) -> None:
     c.add(
         f'<path class="{cls}" d="M{x - 3.5:.2f},{y - 3.5:.2f}l7,7m0,-7l-7,7" '
@@ -114,6 +124,9 @@ def _cross(c: Canvas, x: float, y: float, colour: str, cls: str) -> None:
 def _lease(c: Canvas, bar: Bar, y: float) -> None:
     extra = _attr(data_reason=bar.category, stroke="#FFFFFF", stroke_width="1")
     _rect(c, bar, y, pal.reason_colour(bar.category), extra)
+    phase = bar.tags.get(sc.RELEASE_PHASE)
+    words = f"{bar.category}/{phase}" if phase else bar.category
+    _inline(c, bar, y, words, pal.on_colour(pal.reason_colour(bar.category)))
     for mark in bar.marks:  # held_too_long: a red tick where the watchdog fired
         x = c.scale.x(mark)
         c.add(f'<path class="held-too-long" d="M{x:.2f},{y - 2:.2f}v{BAR_H + 4}" '
@@ -132,6 +145,7 @@ def _wait(c: Canvas, bar: Bar, y: float) -> None:
     stroke = pal.TIMED_OUT if bar.failed else pal.WAIT_STROKES.get(limit, pal.MUTED)
     extra = _attr(data_blocking_limit=limit, stroke=stroke, stroke_width=2 if bar.failed else 1)
     _rect(c, bar, y, pal.WAIT_COLOURS.get(limit, pal.BAND), extra)
+    _inline(c, bar, y, "queued", pal.TEXT)
     if bar.failed:
         _cross(c, c.scale.x(bar.end_us), y + BAR_H / 2, pal.TIMED_OUT, "timed-out")
 
@@ -146,7 +160,7 @@ def _lifeline(c: Canvas, row: Row, y: float) -> None:
     """A connection's life: open from its first bar; to its close (an x), else on to
     the picture's end (idle in the pool, as far as the spans tell)."""
     start = c.scale.x(row.bars[0].start_us)
-    end = c.scale.x(row.bars[-1].end_us) if row.closed else LABEL_W + PLOT_W
+    end = c.scale.x(row.bars[-1].end_us) if row.closed else PLOT_X + PLOT_W
     mid = y + BAR_H / 2
     c.add(f'<line class="lifeline" x1="{start:.2f}" y1="{mid:.2f}" x2="{end:.2f}" '
           f'y2="{mid:.2f}" stroke="{pal.LIFELINE}" stroke-width="1.5"/>')  # fmt: skip
