@@ -1,17 +1,20 @@
 """``aiohttp-pool-otel timeline``'s failures: one clear line on stderr and a non-zero
-exit, never a traceback, never the URL's secrets. (Reading a real Jaeger is in
-test_timeline_pipeline.py.)"""
+exit, never a traceback, never the URL's secrets; and ``demo --timeline``, which needs
+no Jaeger. (Reading a real Jaeger is in test_timeline_pipeline.py.)"""
 
 from __future__ import annotations
 
 import asyncio
+import pathlib
 import socket
+from collections import Counter
 
 import pytest
 
 from aiohttp_pool_otel.cli import main
 
 from .conftest import Server
+from .rig.timeline_svg import parse
 
 
 def closed_port() -> int:
@@ -75,3 +78,14 @@ def test_a_service_is_required(
     monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
     assert main(["timeline", "--jaeger", f"http://127.0.0.1:{closed_port()}"]) == 2
     assert "--service is required" in one_error_line(capsys)
+
+
+def test_the_demo_draws_its_scenario(tmp_path: pathlib.Path) -> None:
+    """`demo --timeline` without a Collector: the exhaustion at a glance, from the SDK."""
+    path = tmp_path / "exhaustion.svg"
+    assert main(["demo", "--scenario", "exhaustion", "--quiet", "--timeline", str(path)]) == 0
+    drawing = parse(path.read_text())
+    rows = Counter(r["data-kind"] for r in drawing.rows)
+    assert rows == {"connection": 2, "queue": 6}  # limit_per_host=2; 6 of 8 requests queue
+    assert Counter(b.kind for b in drawing.bars) == {"lease": 8, "dial": 2, "wait": 6}
+    assert "limit_per_host=2" in drawing.text
