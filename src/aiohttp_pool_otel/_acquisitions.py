@@ -158,6 +158,8 @@ class AcquisitionEvents:
                 if peer is not None and span.is_recording():
                     span.set_attribute(sc.NETWORK_PEER_ADDRESS, peer[0])
                     span.set_attribute(sc.NETWORK_PEER_PORT, peer[1])
+                if record.local_port is not None:
+                    span.set_attribute(sc.NETWORK_LOCAL_PORT, record.local_port)
                 span.end()
             if acq.parent is not None:
                 record.span = self._lease_span(record, acq, now)
@@ -208,6 +210,8 @@ class AcquisitionEvents:
         }
         if reused and record.released_at is not None:
             attributes[sc.CONNECTION_IDLE_TIME] = max(0.0, now - record.released_at)
+        if record.local_port is not None:
+            attributes[sc.NETWORK_LOCAL_PORT] = record.local_port
         return self._spans.start(sc.SPAN_LEASE, acq.parent, attributes, acq.method)
 
     @staticmethod

@@ -108,6 +108,7 @@ class ConnectionRecord:
         "held_too_long",
         "host",
         "lease_started_at",
+        "local_port",
         "origin",
         "released_at",
         "span",
@@ -120,6 +121,7 @@ class ConnectionRecord:
         self.lease_started_at: Optional[float] = None
         self.released_at: Optional[float] = None  # end of the last lease, per-lease mode
         self.uses = 0  # leases that ended
+        self.local_port: Optional[int] = None  # identifies the connection on its spans
         self.span: Optional[Span] = None  # the lease span, while one is open
         self.held_too_long = False
         self.origin: Optional[tuple[str, int, str]] = None  # request line, for gc reports

@@ -112,7 +112,9 @@ class PoolState:
 
     def new_record(self, protocol: Any, key: Any, now: float) -> ConnectionRecord:
         """A record for a connection opened now (loop thread)."""
-        return self.ledger.opened(protocol, self.hosts.for_key(key), now)
+        record = self.ledger.opened(protocol, self.hosts.for_key(key), now)
+        record.local_port = self.view.local_port(protocol)  # names its row in a timeline
+        return record
 
     def adopt(self, protocol: Any, key: Any) -> ConnectionRecord:
         """A record for a connection we did not see dialled (it predates the plugin, or

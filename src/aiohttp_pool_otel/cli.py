@@ -24,6 +24,7 @@ class CommandParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand."""
     from .demo import cli as demo
+    from .timeline import cli as timeline
 
     parser = CommandParser(
         prog=PROG,
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     # The subcommands' errors name them: "aiohttp-pool-otel demo: error: ...".
     commands = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
     demo.add_parser(commands)
+    timeline.add_parser(commands)
     return parser
 
 

@@ -31,6 +31,8 @@ URL_SCHEME = "url.scheme"
 HTTP_REQUEST_METHOD = "http.request.method"
 NETWORK_PEER_ADDRESS = "network.peer.address"
 NETWORK_PEER_PORT = "network.peer.port"
+# The connection's own local port: which connection a lease used (one per connection).
+NETWORK_LOCAL_PORT = "network.local.port"
 ERROR_TYPE = "error.type"
 HTTP_CONNECTION_STATE = "http.connection.state"
 

@@ -138,3 +138,13 @@ class PoolView:
         if isinstance(raw, tuple) and len(raw) >= 2:
             return (str(raw[0]), int(raw[1]))
         return None
+
+    @staticmethod
+    def local_port(protocol: Any) -> Optional[int]:
+        """The connection's own local port (TCP), if the transport says: it tells one
+        connection from another on the spans, as ``ss`` and the server's logs do."""
+        transport = getattr(protocol, "transport", None)
+        raw = transport.get_extra_info("sockname") if transport is not None else None
+        if isinstance(raw, tuple) and len(raw) >= 2 and isinstance(raw[1], int):
+            return raw[1]
+        return None

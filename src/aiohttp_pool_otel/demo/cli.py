@@ -68,6 +68,12 @@ def add_parser(commands: Any) -> None:
         "--json", action="store_true", help="print the observations as JSON instead of text"
     )
     demo.add_argument(
+        "--timeline",
+        metavar="PATH",
+        help="also draw the scenario's pool timeline from its spans (SVG, or HTML for a "
+        ".html PATH): the picture `aiohttp-pool-otel timeline` draws from Jaeger",
+    )
+    demo.add_argument(
         "--quiet", action="store_true", help="no progress lines on stderr"
     )
     demo.set_defaults(run=run)
@@ -107,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     except BrokenPipeError:  # `| head`: the reader left, which is fine
         sys.stderr.close()
+    if args.timeline and not _write_timeline(args.timeline, report, progress):
+        return 1
     otlp = report["otlp"]
     if otlp is not None and report["delivered"] == 0:
         return _fail(
@@ -116,6 +124,24 @@ def run(args: argparse.Namespace) -> int:
             "there, and does it speak that protocol? (gRPC on 4317, HTTP on 4318)",
         )
     return 0
+
+
+def _write_timeline(path: str, report: dict[str, Any], progress: Any) -> bool:
+    """``--timeline``: the scenario's spans drawn as `aiohttp-pool-otel timeline` would."""
+    from ..timeline.cli import write_spans
+
+    r = report["json"]
+    title = (
+        f"aiohttp connection pool timeline · demo --scenario {r['scenario']} "
+        f"(limit={r['limit']}, limit_per_host={r['limit_per_host']})"
+    )
+    try:
+        drawn = write_spans(report["finished_spans"], path, title)
+    except OSError as exc:
+        _fail(1, f"--timeline: cannot write {path}: {exc.strerror or exc}")
+        return False
+    progress(f"timeline: wrote {path}: {drawn}")
+    return True
 
 
 def _quiet_exporters() -> None:

@@ -137,4 +137,5 @@ async def run_demo(
         "json": report,
         "delivered": None if providers is None else providers.delivery.delivered,
         "otlp": otlp_report,
+        "finished_spans": spans,  # for --timeline
     }
