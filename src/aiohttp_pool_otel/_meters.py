@@ -265,7 +265,7 @@ class PoolMeters:
                 self._local.taken = None
             sums: dict[SeriesKey, Observation] = {}
             for snap in self._collection().snapshots:
-                if snap.held is None:
+                if not snap.state:
                     continue  # a trace config, or a closed connector: no pool state
                 for h in snap.hosts:
                     for o in observe(snap, h):
@@ -295,7 +295,7 @@ class PoolMeters:
     def _observe_max(self, _: CallbackOptions) -> Iterable[Observation]:
         sums: dict[SeriesKey, Observation] = {}
         for s in self._collection().snapshots:
-            if s.held is not None:
+            if s.state:
                 _add(sums, s.limit, s.attributes)
         return list(sums.values())
 

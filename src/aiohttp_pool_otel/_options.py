@@ -7,6 +7,7 @@ rejected with the same message, naming the value, wherever it was passed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -21,7 +22,7 @@ MAX_HOSTS_CEILING = 100_000
 
 @dataclass(frozen=True)
 class PoolOptions:
-    """What the plugin does for one connector (see the README's Configuration table)."""
+    """What the plugin does for one connector (see docs/configuration.md)."""
 
     tracer_provider: Any = None
     meter_provider: Any = None
@@ -36,12 +37,18 @@ class PoolOptions:
     @property
     def per_lease_work(self) -> bool:
         """Whether every acquisition must be seen (``connect()`` is then hooked)."""
-        return (
-            self.trace_all_leases
-            or self.record_hold_time
-            or self.watchdog_threshold is not None
-            or self.capture_request_location
-        )
+        return per_lease_work(vars(self))
+
+
+def per_lease_work(options: Mapping[str, Any]) -> bool:
+    """Whether ``options`` (a connector's keyword arguments, or a :class:`PoolOptions`'
+    fields) ask for work on every lease, which needs every acquisition seen."""
+    return bool(
+        options.get("trace_all_leases")
+        or options.get("record_hold_time")
+        or options.get("watchdog_threshold") is not None
+        or options.get("capture_request_location")
+    )
 
 
 def check_providers(tracer_provider: Any, meter_provider: Any) -> None:

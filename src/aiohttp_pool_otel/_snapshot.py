@@ -43,19 +43,23 @@ class HostSnapshot:
 class PoolSnapshot:
     """A connector's state at one moment: one :class:`HostSnapshot` per host series."""
 
-    __slots__ = ("attributes", "held", "hosts", "limit", "limit_per_host", "watchdog")
+    __slots__ = ("attributes", "hosts", "leases", "limit", "limit_per_host", "state", "watchdog")
 
     def __init__(
         self,
         hosts: list[HostSnapshot],
-        held: Optional[list[ConnectionRecord]],
+        leases: list[ConnectionRecord],
         limit: int,
         limit_per_host: int,
         attributes: Attributes,
         watchdog: bool,
+        state: bool = True,
     ) -> None:
         self.hosts = hosts
-        self.held = held  # None: a source that does not see aiohttp's pool
+        self.leases = leases  # records of the connections requests hold
+        # Whether the snapshot reports pool state (gauges): not a trace config, which
+        # does not see aiohttp's pool, nor a closed connector, which has none left.
+        self.state = state
         self.limit = limit
         self.limit_per_host = limit_per_host
         self.attributes = attributes
@@ -75,21 +79,21 @@ def take_snapshot(state: PoolState) -> PoolSnapshot:
     """Read ``state``'s pool now."""
     view = state.view.read()
     record_of = state.ledger.record_of
-    held: list[ConnectionRecord] = []
+    leases: list[ConnectionRecord] = []
     active: dict[HostRecord, int] = {}
-    for protocol in view.held:
+    for protocol in view.acquired:
         conn = record_of(protocol)
         if conn is not None:  # dials in progress have a placeholder and no record
-            held.append(conn)
+            leases.append(conn)
             active[conn.host] = active.get(conn.host, 0) + 1
     idle = _per_record(state, view.idle)
     waiting = _per_record(state, view.waiting)
-    too_long: dict[HostId, int] = state.watchdog.count(held) if state.watchdog else {}
+    too_long: dict[HostId, int] = state.watchdog.count(leases) if state.watchdog else {}
     limit, per_host = view.limit, view.limit_per_host
     hosts = []
     # aiohttp's own count of what is taken: it includes dials in progress.
     host_records = state.hosts.records()
-    total_free = limit - len(held) - sum(r.connecting for r in host_records) if limit else None
+    total_free = limit - len(leases) - sum(r.connecting for r in host_records) if limit else None
     for record in host_records:
         n_active = active.get(record, 0)
         available: Optional[int] = None
@@ -111,7 +115,8 @@ def take_snapshot(state: PoolState) -> PoolSnapshot:
             )
         )
     return PoolSnapshot(
-        hosts, held, limit, per_host, state.pool_attributes, state.watchdog is not None
+        hosts, leases, limit, per_host, state.pool_attributes, state.watchdog is not None,
+        state=not state.view.closed,
     )
 
 
@@ -120,7 +125,7 @@ def oldest_lease_ages(snap: PoolSnapshot, now: float) -> dict[HostId, Optional[f
     lease's start was not seen (a reuse without per-lease options): no age rather than
     a wrong one."""
     oldest: dict[HostId, Optional[float]] = {}
-    for record in snap.held or ():
+    for record in snap.leases:
         identity, started = record.host.identity, record.lease_started_at
         if started is None:
             oldest[identity] = None

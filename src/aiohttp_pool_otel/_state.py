@@ -257,12 +257,8 @@ class PoolState:
         """One collection's snapshot (reader thread); asks the loop to reconcile when
         our books hold more connections than aiohttp's pool."""
         snap = take_snapshot(self)
-        if len(self.ledger) > len(snap.held or ()) + sum(h.idle for h in snap.hosts):
+        if len(self.ledger) > len(snap.leases) + sum(h.idle for h in snap.hosts):
             self.reconcile_soon()
-        if self.view.closed:
-            # A closed pool has no state to report: only its final counts, until the
-            # connector is garbage-collected (a last export then shows created == closed).
-            snap.held = None
         return snap
 
     def reconcile_soon(self) -> None:

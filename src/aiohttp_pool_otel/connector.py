@@ -22,7 +22,8 @@ from ._aiohttp.hooks import STATE_ATTR, state_of
 from ._aiohttp.install import explicit_mixin, needs_connect_hook
 from ._aiohttp.probe import MISSING_INTERNALS
 from ._aiohttp.view import PoolView
-from ._options import DEFAULT_MAX_HOSTS, check_limits, pool_options
+from ._options import DEFAULT_MAX_HOSTS, check_limits, per_lease_work, pool_options
+from ._snapshot import statistics_of, take_snapshot
 from ._state import PoolState
 from .statistics import PoolStatistics
 
@@ -33,7 +34,9 @@ class _OpenTelemetryConnector(BaseConnector):
     """Shared constructor, ``statistics()`` and ``repr`` of the instrumented connectors."""
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        if needs_connect_hook(_per_lease(kwargs)) and not MISSING_INTERNALS:
+        # A class, not a flag: only a connector whose options need every acquisition
+        # pays for a connect() hook (a coroutine per request); the others run aiohttp's.
+        if needs_connect_hook(per_lease_work(kwargs)) and not MISSING_INTERNALS:
             cls = _connect_hooked(cls)
         return super().__new__(cls)
 
@@ -77,9 +80,17 @@ class _OpenTelemetryConnector(BaseConnector):
             )
         return state.statistics()
 
+    def _books(self) -> PoolStatistics:
+        """What the books say now, changing nothing (for ``repr``, which a debugger or
+        a log line may call anywhere: no pending fact applied, no reconciliation)."""
+        state = state_of(self)
+        if state is None:
+            return self.statistics()
+        return statistics_of(take_snapshot(state))
+
     def __repr__(self) -> str:
         try:
-            s = self.statistics()
+            s = self._books()
             state = (
                 f"active {s.active}, idle {s.idle}, connecting {s.connecting}, "
                 f"waiting {s.waiting}, limit {s.limit}/{s.limit_per_host}"
@@ -88,15 +99,6 @@ class _OpenTelemetryConnector(BaseConnector):
             state = "state unavailable"
         closed = ", closed" if self.closed else ""
         return f"<{_public_name(type(self))} [{state}{closed}]>"
-
-
-def _per_lease(kwargs: dict[str, Any]) -> bool:
-    return bool(
-        kwargs.get("trace_all_leases")
-        or kwargs.get("record_hold_time")
-        or kwargs.get("watchdog_threshold") is not None
-        or kwargs.get("capture_request_location")
-    )
 
 
 def _public_name(cls: type) -> str:

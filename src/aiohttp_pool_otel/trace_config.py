@@ -64,7 +64,7 @@ class _Signals:
     def snapshot_for_collection(self) -> PoolSnapshot:
         """Counters only: a trace config does not see the pool's state."""
         hosts = [HostSnapshot(r, 0, 0, 0, None, 0) for r in self._hosts.records()]
-        return PoolSnapshot(hosts, None, 0, 0, dict(self._pool), False)
+        return PoolSnapshot(hosts, [], 0, 0, dict(self._pool), False, state=False)
 
     def _host(self, url: Any) -> HostRecord:
         identity: HostId = (str(url.host), url.port, url.scheme)

@@ -21,7 +21,7 @@ from .._records import HostId
 class PoolRead(NamedTuple):
     """aiohttp's pool at one moment."""
 
-    held: list[Any]  # protocols requests hold (dial placeholders excluded)
+    acquired: list[Any]  # aiohttp's _acquired: protocols requests hold, dial placeholders
     idle: dict[Any, int]  # pooled connections per key
     waiting: dict[Any, int]  # queued acquisitions per key
     limit: int
@@ -105,8 +105,9 @@ class PoolView:
             try:
                 idle = {k: len(v) for k, v in connector._conns.copy().items()}
                 waiting = {k: len(v) for k, v in connector._waiters.copy().items()}
-                held = list(connector._acquired.copy())
-                return PoolRead(held, idle, waiting, connector._limit, connector._limit_per_host)
+                acquired = list(connector._acquired.copy())
+                limits = connector._limit, connector._limit_per_host
+                return PoolRead(acquired, idle, waiting, *limits)
             except RuntimeError:  # a deque or OrderedDict changed while copied
                 continue
         return PoolRead([], {}, {}, connector.limit, connector.limit_per_host)
