@@ -113,8 +113,14 @@ class HttpProtocol(asyncio.Protocol):
 async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     cfg = Config(args.large_bytes, args.slow_chunk_bytes, args.slow_chunks, args.slow_delay_ms)
+    tls = None
+    if args.tls_cert:  # HTTPS: a session per request then pays a TLS handshake, as in life
+        import ssl
+
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
     server = await loop.create_server(
-        lambda: HttpProtocol(cfg), host="127.0.0.1", port=0, backlog=1024
+        lambda: HttpProtocol(cfg), host="127.0.0.1", port=0, backlog=1024, ssl=tls
     )
     port = server.sockets[0].getsockname()[1]
     print(f"PORT {port}", flush=True)
@@ -150,6 +156,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     p.add_argument("--slow-delay-ms", type=float, default=2.0)
     p.add_argument("--max-seconds", type=float, default=3600.0, help="hard lifetime bound")
     p.add_argument("--ignore-stdin", action="store_true", help="do not exit on stdin EOF")
+    p.add_argument("--tls-cert", default=None, help="serve HTTPS with this certificate chain")
+    p.add_argument("--tls-key", default=None, help="the key of --tls-cert")
     args = p.parse_args(argv)
     if not args.no_uvloop:
         try:

@@ -38,6 +38,38 @@ import aiohttp
 from .server import ServerProcess
 
 VARIANTS = ("bare", "connector", "instrumentor")
+# With --tls: the client's trust in the server's throw-away certificate authority, and
+# how the child processes (RSS, valgrind) learn it.
+CLIENT_TLS: Any = None
+CHILD_ARGS: list[str] = []
+
+
+class Certificates:
+    """A throw-away CA (trustme) and a 127.0.0.1 certificate, in files for the server."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        import trustme
+
+        self.ca = trustme.CA()
+        cert = self.ca.issue_cert("127.0.0.1")
+        self.dir = tempfile.TemporaryDirectory()
+        self.chain = os.path.join(self.dir.name, "chain.pem")
+        self.key = os.path.join(self.dir.name, "key.pem")
+        cert.private_key_and_cert_chain_pem.write_to_path(self.chain)
+        cert.private_key_pem.write_to_path(self.key)
+        self.ca_file = os.path.join(self.dir.name, "ca.pem")
+        self.ca.cert_pem.write_to_path(self.ca_file)
+
+    def server_args(self) -> list[str]:
+        return ["--tls-cert", self.chain, "--tls-key", self.key]
+
+
+def client_tls(ca_file: str) -> Any:
+    import ssl
+
+    return ssl.create_default_context(cafile=ca_file)
 GOAL_CPU_RATIO = 1.10  # instrumented <= 1.10x bare CPU per session
 GOAL_RSS_KIB = 1024  # RSS growth over --sessions sessions after warm-up
 
@@ -63,13 +95,14 @@ class Subject:
         self.instrumentor = AioHttpConnectionPoolInstrumentor()
 
     def connector(self, variant: str) -> aiohttp.BaseConnector:
+        ssl = CLIENT_TLS if CLIENT_TLS is not None else True
         if variant == "connector":
             from aiohttp_pool_otel import OpenTelemetryTCPConnector
 
             return OpenTelemetryTCPConnector(
-                tracer_provider=self.tracer_provider, meter_provider=self.meter_provider
+                tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, ssl=ssl
             )
-        return aiohttp.TCPConnector()
+        return aiohttp.TCPConnector(ssl=ssl)
 
     async def sessions(self, variant: str, url: str, n: int) -> float:
         """CPU seconds of ``n`` sessions of ``variant``, one request each."""
@@ -135,7 +168,7 @@ def instructions(variant: str, traced: bool, url: str, n1: int, n2: int) -> floa
     def count(n: int) -> int:
         cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
                "--cachegrind-out-file=/dev/null", sys.executable, "-m", "benchmarks.sessions",
-               "--count-child", variant, str(int(traced)), url, str(n)]  # fmt: skip
+               "--count-child", variant, str(int(traced)), url, str(n), *CHILD_ARGS]  # fmt: skip
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=1800)
         match = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
@@ -192,7 +225,7 @@ async def rss_run(variant: str, url: str, warmup: int, sessions: int) -> dict[st
 
 def _rss_in_child(variant: str, url: str, a: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "benchmarks.sessions", "--rss-child", variant, "--url", url,
-           "--warmup", str(a.warmup), "--sessions", str(a.sessions)]  # fmt: skip
+           "--warmup", str(a.warmup), "--sessions", str(a.sessions), *CHILD_ARGS]  # fmt: skip
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout, cwd=root)
     if res.returncode != 0:
@@ -212,12 +245,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--json", default=None)
     p.add_argument("--check", action="store_true", help="exit 1 if a goal fails")
     p.add_argument("--instructions", action="store_true", help="also count instructions")
+    p.add_argument("--tls", action="store_true", help="HTTPS: each session also makes a TLS "
+                   "handshake (loopback, a throw-away CA)")
+    p.add_argument("--ca-file", default=None, help=argparse.SUPPRESS)
     p.add_argument("--n1", type=int, default=100)
     p.add_argument("--n2", type=int, default=400)
     p.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--count-child", nargs=4, default=None, help=argparse.SUPPRESS)
     p.add_argument("--url", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    global CLIENT_TLS
+    if a.ca_file:
+        CLIENT_TLS = client_tls(a.ca_file)
     if a.count_child:
         variant, traced, url, n = a.count_child
         asyncio.run(count_run(variant, traced == "1", url, int(n)))
@@ -226,13 +265,20 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(json.dumps(asyncio.run(rss_run(a.rss_child, a.url, a.warmup, a.sessions))))
         return 0
     t0 = time.time()
-    with ServerProcess(max_seconds=3600) as srv:
-        url = srv.url("/small")
+    certificates = Certificates() if a.tls else None
+    if certificates is not None:
+        CLIENT_TLS = client_tls(certificates.ca_file)
+        CHILD_ARGS.extend(["--ca-file", certificates.ca_file])
+    server_args = certificates.server_args() if certificates else []
+    with ServerProcess(max_seconds=3600, extra_args=server_args) as srv:
+        url = srv.url("/small").replace("http:", "https:") if a.tls else srv.url("/small")
         cpu = asyncio.run(cpu_rounds(url, a.rounds, a.block))
         rss = [_rss_in_child(v, url, a) for v in VARIANTS]
         counted = instruction_table(url, a.n1, a.n2) if a.instructions else None
     failed = False
-    print(f"### one session per request ({a.rounds} rounds x {a.block} sessions per row)\n")
+    scheme = "HTTPS" if a.tls else "HTTP"
+    print(f"### one session per request, {scheme} "
+          f"({a.rounds} rounds x {a.block} sessions per row)\n")
     print("| variant | CPU per session (median, µs) | vs bare (median of paired ratios) |")
     print("|---|---|---|")
     results: dict[str, Any] = {"cpu_us": cpu, "rss": rss, "ratio": {}, "instructions": counted}
