@@ -1,0 +1,101 @@
+"""The advice as text for a terminal: the verdict first, then the numbers behind it."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any, Optional
+
+from .report import Report
+from .window import human
+
+WIDTH = 100
+LABEL = 20  # width of the evidence labels
+
+
+def verdict(configured: Optional[int], recommended: Optional[int]) -> str:
+    """``2 -> 10``, ``10: no change``, ``?: too thin to advise``."""
+    shown = "?" if configured is None else ("none (0)" if configured == 0 else str(configured))
+    if recommended is None:
+        return f"{shown}: too thin to advise"
+    if recommended == configured:
+        return f"{shown}: no change"
+    return f"{shown} -> {recommended}"
+
+
+def _seconds(value: Optional[float]) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def _number(value: Optional[float], digits: int = 0) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _line(label: str, text: str) -> list[str]:
+    wrapped = textwrap.wrap(text, WIDTH - LABEL - 2) or [""]
+    first = f"  {label:<{LABEL}}{wrapped[0]}"
+    return [first] + [" " * (LABEL + 2) + more for more in wrapped[1:]]
+
+
+def _demand(e: dict[str, Any], blocking: Optional[str]) -> str:
+    text = f"{e['acquisitions_per_s']:.2f} acquisitions/s served"
+    if e["peak_offered_per_s"] is not None:
+        text += f", peak {e['peak_offered_per_s']:.2f}/s offered (busiest instance)"
+    share = e["queued_share"]
+    if share:
+        by = ", ".join(f"{k} {v:.0f}" for k, v in e["queued_by_limit"].items())
+        text += f"; {share:.1%} queued ({by}), blocked by {blocking}"
+    else:
+        text += "; none queued"
+    return text
+
+
+def host_block(host: dict[str, Any]) -> list[str]:
+    """One host key: its verdict, evidence and reasons."""
+    e = host["evidence"]
+    name = host["server_address"]
+    if host["server_port"] is not None:
+        name += f":{host['server_port']}"
+    extra = [f"pool {e['pool_name']}"] if e["pool_name"] else []
+    if e["instances"] > 1:
+        extra.append(f"{e['instances']} instances")
+    title = name + (f" ({', '.join(extra)})" if extra else "")
+    rec = verdict(host["limit_per_host"], host["recommended_limit_per_host"])
+    hold = (
+        f"p50 {_seconds(e['hold_p50_s'])}  p99 {_seconds(e['hold_p99_s'])}  "
+        f"mean {_seconds(e['hold_mean_s'])} ({e['hold_source'] or 'unknown'})"
+    )
+    lines = [f"{title}   limit_per_host {rec}"]
+    lines += _line("peak active", f"{_number(e['peak_active'])} (limit_per_host "
+                   f"{_number(host['limit_per_host'])}, limit {_number(e['limit'])}); "
+                   f"peak queued {_number(e['peak_pending'])}")  # fmt: skip
+    lines += _line("demand", _demand(e, host["blocking_limit"]))
+    lines += _line("wait (queued)", f"p95 {_seconds(e['wait_p95_s'])}  "
+                   f"p99 {_seconds(e['wait_p99_s'])}")  # fmt: skip
+    lines += _line("hold", hold)
+    lines += _line("pool-wait timeouts", _number(e["pool_wait_timeouts"]))
+    for i, reason in enumerate(host["reasons"]):
+        lines += _line("why" if i == 0 else "", reason)
+    return lines
+
+
+def text(report: Report, prometheus_url: str) -> str:
+    """The whole advice for a terminal."""
+    data = report.json
+    lines = [
+        f"aiohttp-pool-otel advise: service {data['service']!r}, last "
+        f"{human(data['window_s'])} ({data['window_s']:g} s), from {prometheus_url}",
+        "",
+        f"limit {verdict(data['limit'], data['recommended_limit'])}",
+    ]
+    for reason in report.limit_reasons:
+        lines += _line("", reason)
+    for host in data["hosts"]:
+        lines += ["", *host_block(host)]
+    lines += ["", "findings" if data["findings"] else "findings: none"]
+    for f in data["findings"]:
+        where = f" {f['server_address']}" if f["server_address"] else ""
+        wrapped = textwrap.wrap(f"[{f['kind']}]{where}: {f['message']}", WIDTH - 4)
+        lines += ["  ! " + wrapped[0], *("    " + w for w in wrapped[1:])]
+    return "\n".join(lines)
