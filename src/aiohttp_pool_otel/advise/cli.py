@@ -62,12 +62,14 @@ def add_parser(commands: Any) -> None:
     advise.set_defaults(run=run)
 
 
-def _windows(args: argparse.Namespace) -> tuple[float, float]:
+def _seconds(option: str, text: str) -> float:
+    """``text`` in seconds; ``ValueError`` prefixed with ``option`` if it is not a duration."""
     from .window import parse_duration
 
-    window = parse_duration(args.window)
-    rate = parse_duration(args.rate_interval) if args.rate_interval else min(60.0, window / 2)
-    return window, rate
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ValueError(f"{option}: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,9 +80,11 @@ def run(args: argparse.Namespace) -> int:
     from .report import build
 
     try:
-        window_s, rate_s = _windows(args)
+        window_s = _seconds("--window", args.window)
+        rate_s = (_seconds("--rate-interval", args.rate_interval) if args.rate_interval
+                  else min(60.0, window_s / 2))  # fmt: skip
     except ValueError as exc:
-        return _fail(BAD_OPTION, f"--window/--rate-interval: {exc}")
+        return _fail(BAD_OPTION, str(exc))
     try:
         prometheus = Prometheus(args.prometheus, at=time.time())
     except ValueError as exc:

@@ -254,22 +254,35 @@ class PoolEvidence:
     peak_active: Optional[float]  # busiest instance, all hosts at once
 
 
+def pool_busy(
+    pool: PoolEvidence, hosts: list[HostEvidence], window_s: float
+) -> Optional[tuple[float, float]]:
+    """(the pool's peak offered rate, its demand-weighted mean hold time), or ``None``
+    when the data is too thin."""
+    offered = sum(h.offered for h in hosts)
+    holds = [(h.offered, hold_time(h, window_s)) for h in hosts if h.offered > 0]
+    weighted = [(n, t.mean) for n, t in holds if t is not None]
+    if offered < MIN_ACQUISITIONS or not weighted:
+        return None
+    mean_hold = sum(n * t for n, t in weighted) / sum(n for n, _ in weighted)
+    instances = max(h.instances for h in hosts)
+    return max(pool.peak_rate or 0.0, offered / window_s / instances), mean_hold
+
+
 def advise_total(
     pool: PoolEvidence, hosts: list[HostEvidence], advices: list[Advice], window_s: float
 ) -> Advice:
     """The recommended total ``limit``: the pool's busy connections by Little's law
-    (the pool's peak rate x the rate-weighted mean hold time), with headroom, and never
+    (the pool's peak rate x the demand-weighted mean hold time), with headroom, and never
     below a recommended per-host limit."""
     configured = pool.limit
-    offered = sum(h.offered for h in hosts)
-    holds = [(h, hold_time(h, window_s)) for h in hosts]
-    weighted = [(h.offered, t.mean) for h, t in holds if t is not None and h.offered > 0]
-    if offered < MIN_ACQUISITIONS or not weighted:
+    found = pool_busy(pool, hosts, window_s)
+    if found is None:
+        offered = sum(h.offered for h in hosts)
         return Advice(None if configured else configured, [
             f"too thin to advise on limit: {offered:.0f} acquisitions in the window"
         ])  # fmt: skip
-    mean_hold = sum(n * t for n, t in weighted) / sum(n for n, _ in weighted)
-    rate = max(pool.peak_rate or 0.0, offered / window_s / max(h.instances for h in hosts))
+    rate, mean_hold = found
     busy = rate * mean_hold
     needed = needed_connections(busy)
     reasons = [_little_line(rate, mean_hold, "weighted by the hosts' demand", busy, needed)]
@@ -278,9 +291,20 @@ def advise_total(
         if configured == 0:
             reasons.append("no total limit is set (limit=0): nothing to raise")
         return advice
-    blocked = sum(h.queued.get("limit", 0.0) for h in hosts)
-    share = blocked / offered
+    _judge_total(advice, pool, hosts, configured, needed)
     per_host = max((a.recommended or 0 for a in advices), default=0)
+    if per_host > (advice.recommended or 0):
+        advice.recommended = per_host
+        reasons.append(f"raised to {per_host}: a per-host limit above the total never binds")
+    return advice
+
+
+def _judge_total(
+    advice: Advice, pool: PoolEvidence, hosts: list[HostEvidence], configured: int, needed: int
+) -> None:
+    """Raise the total limit, or not, and say why."""
+    share = sum(h.queued.get("limit", 0.0) for h in hosts) / sum(h.offered for h in hosts)
+    reasons = advice.reasons
     if any(h.holds_connections for h in hosts) and share >= MATTERS_SHARE:
         reasons.append("connections are held, not used (see the findings): fix that first")
     elif needed > configured or share >= MATTERS_SHARE:
@@ -299,10 +323,6 @@ def advise_total(
             f"peak active {pool.peak_active:.0f} > limit {configured}: aiohttp hands out idle "
             "pooled connections without checking limit; it binds only when a request must dial"
         )
-    if per_host > (advice.recommended or 0):
-        advice.recommended = per_host
-        reasons.append(f"raised to {per_host}: a per-host limit above the total never binds")
-    return advice
 
 
 def _fmt(value: Optional[float]) -> str:
