@@ -40,6 +40,8 @@ def _line(label: str, text: str) -> list[str]:
 
 def _demand(e: dict[str, Any], blocking: Optional[str]) -> str:
     text = f"{e['acquisitions_per_s']:.2f} acquisitions/s served"
+    if e["instances"] > 1:
+        text += " (all instances)"
     if e["peak_offered_per_s"] is not None:
         text += f", peak {e['peak_offered_per_s']:.2f}/s offered (busiest instance)"
     share = e["queued_share"]
@@ -54,9 +56,7 @@ def _demand(e: dict[str, Any], blocking: Optional[str]) -> str:
 def host_block(host: dict[str, Any]) -> list[str]:
     """One host key: its verdict, evidence and reasons."""
     e = host["evidence"]
-    name = host["server_address"]
-    if host["server_port"] is not None:
-        name += f":{host['server_port']}"
+    name = _name(host)
     extra = [f"pool {e['pool_name']}"] if e["pool_name"] else []
     if e["instances"] > 1:
         extra.append(f"{e['instances']} instances")
@@ -80,17 +80,42 @@ def host_block(host: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _name(host: dict[str, Any]) -> str:
+    port = host["server_port"]
+    return str(host["server_address"]) + ("" if port is None else f":{port}")
+
+
+def summary(data: dict[str, Any]) -> str:
+    """One line: what to change, and how many findings."""
+    changes = [
+        f"limit_per_host {h['limit_per_host']} -> {h['recommended_limit_per_host']} for {_name(h)}"
+        for h in data["hosts"]
+        if h["recommended_limit_per_host"] not in (None, h["limit_per_host"])
+    ]
+    if data["recommended_limit"] not in (None, data["limit"]):
+        changes.insert(0, f"limit {data['limit']} -> {data['recommended_limit']}")
+    thin = sum(1 for h in data["hosts"] if h["recommended_limit_per_host"] is None)
+    said = "change: " + "; ".join(changes) if changes else "no limit to change"
+    if thin:
+        said += f"; {thin} host key(s) too thin to advise"
+    return f"{said}; {len(data['findings'])} finding(s) ({len(data['hosts'])} host keys)"
+
+
 def text(report: Report, prometheus_url: str) -> str:
     """The whole advice for a terminal."""
     data = report.json
+    window = human(data["window_s"])
+    if window != f"{data['window_s']:g}s":
+        window += f" ({data['window_s']:g} s)"
     lines = [
-        f"aiohttp-pool-otel advise: service {data['service']!r}, last "
-        f"{human(data['window_s'])} ({data['window_s']:g} s), from {prometheus_url}",
+        f"aiohttp-pool-otel advise: service {data['service']!r}, last {window}, "
+        f"from {prometheus_url}",
+        summary(data),
         "",
         f"limit {verdict(data['limit'], data['recommended_limit'])}",
     ]
-    for reason in report.limit_reasons:
-        lines += _line("", reason)
+    for i, reason in enumerate(report.limit_reasons):
+        lines += _line("why" if i == 0 else "", reason)
     for host in data["hosts"]:
         lines += ["", *host_block(host)]
     lines += ["", "findings" if data["findings"] else "findings: none"]
