@@ -29,7 +29,9 @@ from .rig.slow_servers import SERVICE_TIME, slow_servers
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(UP_TIMEOUT + 600)]
 
-DURATION = 15.0  # seconds of offered load per workload (all workloads run at once)
+# Seconds of offered load per workload (all run at once): longer than a peak rate's range
+# (4 scrapes of deploy/prometheus.yml's 5 s), so that one range lies inside the load.
+DURATION = 25.0
 POOL_WAIT = 1.0  # aiohttp's connect timeout: the longest a request queues for a slot
 
 
@@ -73,6 +75,7 @@ class Run:
     baseline_at: float = 0.0
     outcome: Outcome = field(default_factory=Outcome)
     advice: dict[str, Any] = field(default_factory=dict)
+    text: str = ""
 
     @property
     def offered(self) -> int:
@@ -140,18 +143,17 @@ async def drive(stack: NativeStack, run: Run, ports: list[int]) -> None:
         await asyncio.to_thread(otel.shutdown)
 
 
-def advise(stack: NativeStack, run: Run) -> dict[str, Any]:
-    """``aiohttp-pool-otel advise --json`` over a window from just before the baseline."""
+def advise(stack: NativeStack, run: Run, *options: str) -> str:
+    """``aiohttp-pool-otel advise`` over a window from just before the baseline."""
     window = math.ceil(time.time() - run.baseline_at) + 10
     done = subprocess.run(
-        [sys.executable, "-m", "aiohttp_pool_otel", "advise", "--json",
+        [sys.executable, "-m", "aiohttp_pool_otel", "advise", *options,
          "--prometheus", stack.url("STACK_PROMETHEUS_PORT"), "--service", run.service,
          "--window", f"{window}s"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    advice: dict[str, Any] = json.loads(done.stdout)
-    return advice
+    return done.stdout
 
 
 @pytest.fixture(scope="module")
@@ -173,9 +175,11 @@ def runs(stack: NativeStack) -> dict[str, tuple[Run, list[int]]]:
         asyncio.run(drive_all())
     t1 = time.monotonic()
     for name, run in runs.items():
-        run.advice = advise(stack, run)
+        run.advice = json.loads(advise(stack, run, "--json"))
         print(f"\n{name}: offered {run.offered}, ended {dict(run.outcome.ended)}\n"
               f"{json.dumps(run.advice, indent=1)}")  # fmt: skip
+    runs["per_host"].text = advise(stack, runs["per_host"])
+    print(f"\n{runs['per_host'].text}")
     print(f"\nworkloads {t1 - t0:.1f} s, advice {time.monotonic() - t1:.1f} s")
     return {name: (run, ports) for name, run in runs.items()}
 
@@ -202,6 +206,10 @@ def test_a_per_host_bottleneck_is_sized_by_littles_law(runs: dict[str, Any]) -> 
     assert SERVICE_TIME <= host["evidence"]["hold_p50_s"] <= 4 * SERVICE_TIME
     assert run.advice["limit"] == 100 and run.advice["recommended_limit"] == 100
     assert "pool_wait_timeouts" in run.kinds()
+    # The text says the same, first of all.
+    change = f"limit_per_host 2 -> {host['recommended_limit_per_host']}"
+    assert run.text.splitlines()[1].startswith(f"change: {change} for 127.0.0.1:{ports[0]}")
+    assert f"127.0.0.1:{ports[0]}   {change}" in run.text
 
 
 def test_a_tight_total_limit_is_named_and_raised(runs: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from aiohttp_pool_otel.advise.model import (
     needed_connections,
 )
 from aiohttp_pool_otel.advise.prometheus import split_credentials
-from aiohttp_pool_otel.advise.queries import job_matcher
+from aiohttp_pool_otel.advise.queries import default_rate_range, job_matcher
 from aiohttp_pool_otel.advise.render import text, verdict
 from aiohttp_pool_otel.advise.report import build
 from aiohttp_pool_otel.advise.window import parse_duration, promql_range
@@ -264,3 +264,25 @@ def test_credentials_and_query_strings_never_leave_the_url() -> None:
 
 def test_the_service_is_matched_literally_with_or_without_a_namespace() -> None:
     assert job_matcher("shop.api") == 'job=~"shop\\\\.api|.+/shop\\\\.api"'
+
+
+def test_hosts_too_quiet_to_advise_share_one_line_of_text() -> None:
+    busy = host(limit_per_host=2, peak_rate=100.0)
+    quiet = [host(server_address=f"idle{i}.example", created=1, reused=2) for i in range(12)]
+    report = build("checkout", WINDOW, PoolEvidence(100, 100.0, 2.0), [busy, *quiet])
+    assert len(report.json["hosts"]) == 13  # JSON keeps every host key
+    shown = text(report, "http://prometheus:9090")
+    assert shown.count("limit_per_host 2 -> 10") == 2  # the summary line and the block
+    block = " ".join(shown.split("12 quiet", 1)[1].split("\n\n", 1)[0].split())
+    assert block.startswith("too little traffic to advise: idle0.example:443, idle1")
+    assert "idle9.example:443, ..." in block and "idle10" not in shown
+    assert "1 host key(s)" not in shown and "12 host key(s) too thin" in shown.splitlines()[1]
+
+
+@pytest.mark.parametrize(
+    ("window", "scrape", "rate"),
+    [(1800, 15.0, 60.0), (1800, 5.0, 20.0), (1800, 1.0, 10.0), (1800, None, 60.0),
+     (30, 15.0, 15.0)],
+)  # fmt: skip
+def test_a_peak_rate_spans_four_scrapes(window: float, scrape: float, rate: float) -> None:
+    assert default_rate_range(window, scrape) == rate

@@ -55,8 +55,8 @@ def add_parser(commands: Any) -> None:
     )  # fmt: skip
     advise.add_argument(
         "--rate-interval", default=None, metavar="DURATION",
-        help="the range a peak rate is taken over (default: 1m, at most half the window); "
-        "keep it >= 4 scrape intervals",
+        help="the range a peak rate is taken over (default: 4 scrape intervals, as seen in "
+        "the data, at least 10s, at most half the window); keep it >= 4 scrape intervals",
     )  # fmt: skip
     advise.add_argument("--json", action="store_true", help="print one JSON object")
     advise.set_defaults(run=run)
@@ -75,23 +75,25 @@ def _seconds(option: str, text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     """Ask Prometheus, print the advice."""
     from .prometheus import Prometheus, PrometheusError
-    from .queries import NoSeries, Ranges, Reader
+    from .queries import NoSeries, Ranges, Reader, default_rate_range
     from .render import text
     from .report import build
 
     try:
         window_s = _seconds("--window", args.window)
-        rate_s = (_seconds("--rate-interval", args.rate_interval) if args.rate_interval
-                  else min(60.0, window_s / 2))  # fmt: skip
+        rate_s = _seconds("--rate-interval", args.rate_interval) if args.rate_interval else None
     except ValueError as exc:
         return _fail(BAD_OPTION, str(exc))
     try:
         prometheus = Prometheus(args.prometheus, at=time.time())
     except ValueError as exc:
         return _fail(BAD_OPTION, f"--prometheus: {exc}")
-    reader = Reader(prometheus, args.service, Ranges.of(window_s, rate_s))
+    reader = Reader(prometheus, args.service, Ranges.of(window_s, rate_s or window_s / 2))
     try:
         reader.check_present()
+        if rate_s is None:
+            rate_s = default_rate_range(window_s, reader.scrape_interval(window_s))
+            reader.ranges = Ranges.of(window_s, rate_s)
         hosts = reader.hosts()
         pool = reader.pool(hosts)
     except PrometheusError as exc:

@@ -59,6 +59,7 @@ class HostEvidence:
     queued: dict[str, float] = field(default_factory=dict)  # by aiohttp's blocking label
     releases: dict[tuple[str, str], float] = field(default_factory=dict)  # (reason, outcome)
     peak_rate: Optional[float] = None  # busiest instance's peak offered rate
+    peak_range_s: Optional[float] = None  # the range that peak rate was taken over
     wait_p95: Optional[float] = None
     wait_p99: Optional[float] = None
     hold_p50: Optional[float] = None

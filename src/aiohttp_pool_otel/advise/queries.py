@@ -24,6 +24,8 @@ ACTIVE = 'http_client_open_connections{%s, http_connection_state="active"}'
 HOST = "server_address, server_port, aiohttp_pool_name"
 POOL = "aiohttp_pool_name"
 
+MAX_STEPS = 2000
+
 HostKey = tuple[str, Optional[int], Optional[str]]
 Series = dict[HostKey, float]
 
@@ -39,6 +41,13 @@ def job_matcher(service: str) -> str:
     return f'job=~"{literal}"'
 
 
+def default_rate_range(window_s: float, scrape_interval: Optional[float]) -> float:
+    """The range of a peak rate: 4 scrape intervals (as Grafana's ``$__rate_interval``),
+    at least 10 s, at most half the window; 1 minute if the interval is unknown."""
+    wanted = 60.0 if scrape_interval is None else max(10.0, 4 * scrape_interval)
+    return min(wanted, window_s / 2)
+
+
 @dataclass(frozen=True)
 class Ranges:
     """The window and the short range a peak rate is taken over, as PromQL writes them."""
@@ -46,12 +55,15 @@ class Ranges:
     window: str
     rate: str
     step: str
+    rate_s: float
 
     @classmethod
     def of(cls, window_s: float, rate_s: float) -> Ranges:
+        """A peak-rate step of a quarter of the rate range, at most ``MAX_STEPS`` per window
+        (a week's window stays a few thousand points per series)."""
         rate_s = min(rate_s, window_s)
-        return cls(promql_range(window_s), promql_range(rate_s),
-                   promql_range(max(1.0, rate_s / 4)))  # fmt: skip
+        step = max(1.0, rate_s / 4, window_s / MAX_STEPS)
+        return cls(promql_range(window_s), promql_range(rate_s), promql_range(step), rate_s)
 
 
 def _number(sample: dict[str, Any]) -> Optional[float]:
@@ -137,6 +149,16 @@ class Reader:
 
     # --- what the advice reads ---------------------------------------------------------
 
+    def scrape_interval(self, window_s: float) -> Optional[float]:
+        """About how often Prometheus sampled the service: the window over the samples of
+        its longest-lived series (``None`` if fewer than two)."""
+        w = self.ranges.window
+        found = self._by(
+            f"max(count_over_time({PREFIX}created_total{{{self.selector}}}[{w}]))", lambda m: ""
+        )
+        samples = found.get("", 0.0)
+        return window_s / samples if samples >= 2 else None
+
     def check_present(self) -> None:
         """Raise :class:`NoSeries` naming the services that do have pool series."""
         w = self.ranges.window
@@ -176,6 +198,7 @@ class Reader:
         rates = self._peak_rate(HOST, host_key)
         for key, h in hosts.items():
             h.peak_rate = rates.get(key)
+            h.peak_range_s = self.ranges.rate_s
         return sorted(hosts.values(), key=lambda h: (-h.offered, h.server_address))
 
     def _fill_gauges(self, hosts: dict[HostKey, HostEvidence]) -> None:

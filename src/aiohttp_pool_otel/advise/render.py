@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from typing import Any, Optional
 
+from .model import MIN_ACQUISITIONS
 from .report import Report
 from .window import human
 
@@ -43,7 +44,9 @@ def _demand(e: dict[str, Any], blocking: Optional[str]) -> str:
     if e["instances"] > 1:
         text += " (all instances)"
     if e["peak_offered_per_s"] is not None:
-        text += f", peak {e['peak_offered_per_s']:.2f}/s offered (busiest instance)"
+        rate_range = f"{e['peak_rate_range_s']:g}s " if e["peak_rate_range_s"] else ""
+        text += f", peak {e['peak_offered_per_s']:.2f}/s offered ({rate_range}rate"
+        text += ", busiest instance)" if e["instances"] > 1 else ")"
     share = e["queued_share"]
     if share:
         by = ", ".join(f"{k} {v:.0f}" for k, v in e["queued_by_limit"].items())
@@ -85,6 +88,16 @@ def _name(host: dict[str, Any]) -> str:
     return str(host["server_address"]) + ("" if port is None else f":{port}")
 
 
+def _is_quiet(host: dict[str, Any]) -> bool:
+    """Too thin to advise and nothing to report: one line for all of them, not a block each."""
+    e = host["evidence"]
+    return (
+        host["recommended_limit_per_host"] is None
+        and e["acquisitions"] + e["pool_wait_timeouts"] < MIN_ACQUISITIONS
+        and not e["queued"]
+    )
+
+
 def summary(data: dict[str, Any]) -> str:
     """One line: what to change, and how many findings."""
     changes = [
@@ -116,8 +129,13 @@ def text(report: Report, prometheus_url: str) -> str:
     ]
     for i, reason in enumerate(report.limit_reasons):
         lines += _line("why" if i == 0 else "", reason)
+    quiet = [h for h in data["hosts"] if _is_quiet(h)]
     for host in data["hosts"]:
-        lines += ["", *host_block(host)]
+        if not _is_quiet(host):
+            lines += ["", *host_block(host)]
+    if quiet:
+        names = ", ".join(_name(h) for h in quiet[:10]) + (", ..." if len(quiet) > 10 else "")
+        lines += ["", *_line(f"{len(quiet)} quiet", f"too little traffic to advise: {names}")]
     lines += ["", "findings" if data["findings"] else "findings: none"]
     for f in data["findings"]:
         where = f" {f['server_address']}" if f["server_address"] else ""
