@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pathlib
+import re
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +17,8 @@ import aiohttp
 import pytest
 
 from aiohttp_pool_otel import OpenTelemetryTCPConnector
-from aiohttp_pool_otel.cli import main
+from aiohttp_pool_otel.advise import findings
+from aiohttp_pool_otel.cli import build_parser, main
 
 from .conftest import Server
 from .rig.prometheus import PrometheusServer, prometheus_binary
@@ -147,3 +150,16 @@ async def test_advice_from_a_real_prometheus_scraping_the_app(
         assert code == 1
         assert "holds no series of service 'checkout'" in err
         assert err.rstrip().endswith("services with pool series: plugin")
+
+
+def test_the_docs_describe_every_option_and_every_finding() -> None:
+    docs = (pathlib.Path(__file__).parent.parent / "docs/advise.md").read_text()
+    parsed = build_parser().parse_args(["advise", "--prometheus", "x", "--service", "y"])
+    options = [f"--{k.replace('_', '-')}" for k in vars(parsed) if k not in ("command", "run")]
+    assert len(options) == 5
+    for option in options:
+        assert f"| `{option}" in docs, option
+    emitted = set(re.findall(r'Finding\(\s*"(\w+)"', pathlib.Path(findings.__file__).read_text()))
+    assert emitted == set(findings.KINDS)
+    for kind in findings.KINDS:
+        assert f"| `{kind}` |" in docs, kind

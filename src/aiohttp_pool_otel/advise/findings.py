@@ -8,6 +8,12 @@ from typing import Callable, Optional
 
 from .model import MATTERS_SHARE, MIN_ACQUISITIONS, Advice, HostEvidence, PoolEvidence
 
+# Every kind of finding, pool-wide first (docs/advise.md describes each).
+KINDS = (
+    "total_limit_blocking", "total_limit_too_low", "hold_time_not_recorded",
+    "leak", "held_too_long", "pool_wait_timeouts", "unread_bodies", "keepalive_defeated",
+)  # fmt: skip
+
 # Keep-alive works when most acquisitions reuse a pooled connection; at this share of
 # dials or more, connections do not outlive their request.
 DEFEATED_DIAL_SHARE = 0.5
