@@ -23,6 +23,7 @@ class CommandParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand."""
+    from .advise import cli as advise
     from .demo import cli as demo
     from .timeline import cli as timeline
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     # The subcommands' errors name them: "aiohttp-pool-otel demo: error: ...".
     commands = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
     demo.add_parser(commands)
+    advise.add_parser(commands)
     timeline.add_parser(commands)
     return parser
 
