@@ -58,9 +58,8 @@ def grpc_receiver() -> Iterator[GrpcOtlpReceiver]:
 
 @pytest.fixture(scope="module")
 def http_server() -> Iterator[ThreadedServer]:
-    server = ThreadedServer().start()
-    yield server
-    server.stop()
+    with ThreadedServer() as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -62,6 +62,12 @@ class ThreadedServer:
         self._thread.join(30)
         self._loop.close()
 
+    def __enter__(self) -> ThreadedServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
 
 @dataclass(frozen=True)
 class WorkerPlan:
