@@ -7,6 +7,8 @@ post_fork hook), and forked after the parent configured (gunicorn --preload)."""
 
 from __future__ import annotations
 
+import pathlib
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +26,7 @@ pytestmark = [
 
 WORKERS = 4
 REQUESTS = 40
+DOC = pathlib.Path(__file__).parent.parent / "docs/workers.md"
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +38,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
 def http_server() -> Iterator[ThreadedServer]:
     with ThreadedServer() as server:
         yield server
+
+
+def doc_queries(service: str) -> list[str]:
+    """The PromQL lines of docs/workers.md, for ``service``."""
+    blocks = re.findall(r"```promql\n(.*?)```", DOC.read_text(), re.S)
+    lines = [line.strip() for block in blocks for line in block.splitlines()]
+    return [q.replace('job="my-service"', f'job="{service}"') for q in lines
+            if q and not q.startswith("#")]  # fmt: skip
 
 
 def by_instance(result: list[dict[str, Any]]) -> dict[str, float]:
@@ -77,5 +88,11 @@ def test_every_worker_counts_under_its_own_instance_in_prometheus(
     # One target_info per process: each one's resource, as the worker reported it.
     targets = prometheus.query(f'target_info{{job="{service}"}}')
     assert {t["metric"]["instance"] for t in targets} == instances
+    # Every query of docs/workers.md answers, per worker process where it groups so.
+    for query in doc_queries(service):
+        result = prometheus.wait_for(query, bool, timeout=60)
+        assert result, query
+        if query.startswith("sum by (instance"):
+            assert {r["metric"]["instance"] for r in result} == instances, query
     if parent is not None:
         parent.shutdown(timeout=10)
