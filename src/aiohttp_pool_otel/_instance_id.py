@@ -55,9 +55,10 @@ def _sdk_instance_id() -> Optional[str]:
         from opentelemetry.sdk.resources import (  # type: ignore[attr-defined,unused-ignore]
             ServiceInstanceIdResourceDetector,
         )
-    except ImportError:
+
+        found = ServiceInstanceIdResourceDetector().detect().attributes.get(SERVICE_INSTANCE_ID)
+    except Exception:  # before 1.43 (no such detector), or one that failed: ours then
         return None
-    found = ServiceInstanceIdResourceDetector().detect().attributes.get(SERVICE_INSTANCE_ID)
     return str(found) if found else None
 
 
