@@ -153,6 +153,29 @@ def test_an_id_the_user_set_is_kept(
     assert wait_for_spans(http_receiver, service, {"pod-7": 1}) == {"pod-7": 1}
 
 
+class UnmergeableResource(Resource):
+    """A resource that fails to merge (a broken SDK or subclass)."""
+
+    def merge(self, other: Resource) -> Resource:
+        raise RuntimeError("no merge")
+
+
+def test_failing_to_add_an_id_warns_and_the_providers_still_export(
+    http_receiver: HttpOtlpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = new_service()
+    with caplog.at_level(logging.WARNING, logger="aiohttp_pool_otel._instance_id"):
+        providers = configure_otlp(
+            resource=UnmergeableResource({"service.name": service}),
+            endpoint=http_receiver.endpoint, protocol="http/protobuf", set_global=False,
+        )  # fmt: skip
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "could not give this process a service.instance.id" in warning
+    assert "RuntimeError('no merge')" in warning
+    export_one_span(providers)
+    assert wait_for_spans(http_receiver, service, {"": 1}) == {"": 1}
+
+
 def test_a_resource_that_is_not_one_is_refused() -> None:
     with pytest.raises(TypeError, match=r"resource must be .*Resource, got \{'service.name'"):
         configure_otlp(resource={"service.name": "x"}, set_global=False)  # type: ignore[arg-type]
@@ -260,7 +283,7 @@ def test_a_child_whose_id_cannot_be_renewed_warns_once_and_still_exports(
     else:  # under its parent's id, said once (two resources failed)
         assert report.instance == "fixed"
         assert len(warnings) == 1, warnings
-        assert "configure_otlp() in each worker" in warnings[0]
+        assert "forked process" in warnings[0] and "configure_otlp() in each worker" in warnings[0]
     for parent in parents:
         parent.shutdown(timeout=10)
 

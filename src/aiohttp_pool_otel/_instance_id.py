@@ -82,9 +82,13 @@ def process_resource(resource: Optional[Resource], service_name: Optional[str]) 
 def with_instance_id(resource: Resource) -> Resource:
     """``resource`` as it is when it names an instance (the user's choice, or the SDK's
     own on 1.43+), else with this process's id added."""
-    if resource.attributes.get(SERVICE_INSTANCE_ID):
+    try:
+        if resource.attributes.get(SERVICE_INSTANCE_ID):
+            return resource
+        return resource.merge(Resource({SERVICE_INSTANCE_ID: process_instance_id()}))
+    except Exception as exc:  # telemetry set-up must not fail for the id's sake
+        _warn_once("this process", exc)
         return resource
-    return resource.merge(Resource({SERVICE_INSTANCE_ID: process_instance_id()}))
 
 
 def renew_in_forked_children(resource: Resource, tracer_provider: Any) -> None:
@@ -129,7 +133,7 @@ def _renew(resource: Optional[Resource], provider: Any) -> None:
             return
         _replace_instance_id(resource, process_instance_id())
     except Exception as exc:  # a fork must never fail for telemetry's sake
-        _warn_once(exc)
+        _warn_once(f"forked process {os.getpid()}", exc)
 
 
 def _replace_instance_id(resource: Resource, instance_id: str) -> None:
@@ -142,15 +146,16 @@ def _replace_instance_id(resource: Resource, instance_id: str) -> None:
     resource._attributes = Resource(attributes, resource.schema_url)._attributes
 
 
-def _warn_once(exc: BaseException) -> None:
+def _warn_once(who: str, exc: BaseException) -> None:
     global _warned
     if _warned:
         return
     _warned = True
     _log.warning(
-        "could not give forked process %d a service.instance.id of its own (%r): its "
-        "telemetry carries its parent's; call configure_otlp() in each worker instead "
-        "(e.g. gunicorn's post_fork hook)",
-        os.getpid(),
+        "could not give %s a service.instance.id of its own (%r): processes that share "
+        "one overwrite each other's counters downstream; set one per process "
+        "(OTEL_RESOURCE_ATTRIBUTES=service.instance.id=...) or call configure_otlp() "
+        "in each worker (e.g. gunicorn's post_fork hook)",
+        who,
         exc,
     )
