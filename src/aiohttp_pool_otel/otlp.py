@@ -14,9 +14,13 @@ import atexit
 import logging
 import os
 import threading
+import weakref
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.resources import Resource
 
 PROTOCOLS = ("grpc", "http/protobuf")
 
@@ -47,6 +51,20 @@ class OtlpDelivery:
         self.metric_points_failed = 0
         #: True once a shutdown ran out of time: later exports fail without trying.
         self.gave_up = False
+        if hasattr(os, "register_at_fork"):
+            # An exporter thread of the parent may hold the lock at a fork; in the child
+            # that thread is gone and the lock would stay taken.
+            reset = weakref.WeakMethod(self._reset_lock)
+
+            def after_fork_in_child() -> None:
+                method = reset()
+                if method is not None:
+                    method()
+
+            os.register_at_fork(after_in_child=after_fork_in_child)
+
+    def _reset_lock(self) -> None:
+        self._lock = threading.Lock()
 
     def add_spans(self, count: int, *, ok: bool) -> None:
         """Record one span export of ``count`` spans."""
@@ -213,6 +231,7 @@ def configure_otlp(
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
     extra_metric_readers: tuple[Any, ...] = (),
     set_global: bool = True,
+    resource: Optional[Resource] = None,
 ) -> OtlpProviders:
     """Build a TracerProvider and a MeterProvider that export over OTLP.
 
@@ -229,6 +248,13 @@ def configure_otlp(
     ``set_global`` the providers become the global ones, which the instrumented
     connector uses by default. What the endpoint accepted is counted in
     ``OtlpProviders.delivery``.
+
+    ``resource`` replaces the SDK's ``Resource.create()`` (which reads
+    ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_SERVICE_NAME``); ``service_name``, if given,
+    is set on it. Every process reports under its own ``service.instance.id``: one the
+    resource names is kept, else the process gets a random UUID (as SDK 1.43+ does), and
+    a process forked after this call (gunicorn ``--preload``, multiprocessing's
+    ``fork``) gets a new one, whatever the parent's was (as SDK 1.44+ does).
     """
     chosen = resolve_protocol(endpoint, protocol)
     if export_interval_millis is not None and not export_interval_millis > 0:
@@ -241,10 +267,10 @@ def configure_otlp(
         from opentelemetry import metrics, trace
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+        from ._instance_id import process_resource, renew_in_forked_children
         from ._otlp_exporters import CountingMetricExporter, CountingSpanExporter
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise ImportError(
@@ -252,6 +278,7 @@ def configure_otlp(
             "pip install 'aiohttp-pool-otel[otlp]'"
         ) from exc
 
+    resource = process_resource(resource, service_name)
     span_kwargs: dict[str, Any] = {}
     metric_kwargs: dict[str, Any] = {}
     if timeout is not None:
@@ -291,8 +318,6 @@ def configure_otlp(
         described = _http_base(endpoint or env_endpoint or _DEFAULT_ENDPOINT[chosen])
 
     delivery = OtlpDelivery()
-    attributes = {SERVICE_NAME: service_name} if service_name else {}
-    resource = Resource.create(attributes)  # merges OTEL_SERVICE_NAME / _RESOURCE_ATTRIBUTES
     # No SDK exit hooks: theirs wait up to 30 s per provider; ours is bounded.
     tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     tracer_provider.add_span_processor(
@@ -309,6 +334,7 @@ def configure_otlp(
         metric_readers=[reader, *extra_metric_readers],
         shutdown_on_exit=False,
     )
+    renew_in_forked_children(resource, tracer_provider)
     if set_global:
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)
