@@ -23,7 +23,7 @@ REFERENCE = [
 ]
 # Pages (and the picture) that other branches write, linked from here already. The merge
 # that brings them empties this set; from then on a missing one fails like any other.
-LANDING = {"docs/workers.md"}
+LANDING: set[str] = set()
 # Development history has no place in user docs.
 HISTORY = re.compile(
     r"\bissues? #?\d+|\b(?:aiohttp|contrib) ?#\d+|\bprevious core\b|\bold core\b"
