@@ -73,6 +73,20 @@ class Telemetry:
             tracer_provider=self.tracer_provider, meter_provider=self.meter_provider
         )
 
+    @contextlib.contextmanager
+    def instrumented(self) -> Iterator[None]:
+        """The instrumentor active on these providers while the block runs."""
+        from aiohttp_pool_otel import AioHttpConnectionPoolInstrumentor
+
+        instrumentor = AioHttpConnectionPoolInstrumentor()
+        instrumentor.instrument(
+            tracer_provider=self.tracer_provider, meter_provider=self.meter_provider
+        )
+        try:
+            yield
+        finally:
+            instrumentor.uninstrument()
+
 
 @pytest.fixture
 def telemetry() -> Iterator[Telemetry]:

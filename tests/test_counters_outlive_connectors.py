@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
-from typing import Optional
 
 import aiohttp
 import pytest
 
-from aiohttp_pool_otel import AioHttpConnectionPoolInstrumentor
 from aiohttp_pool_otel import semconv as sc
 
 from .conftest import Server, Telemetry
@@ -51,15 +49,11 @@ class Route:
 
 @pytest.fixture(params=["connector", "trace_config", "instrumentor"])
 def route(request: pytest.FixtureRequest, telemetry: Telemetry) -> Iterator[Route]:
-    instrumentor: Optional[AioHttpConnectionPoolInstrumentor] = None
-    if request.param == "instrumentor":
-        instrumentor = AioHttpConnectionPoolInstrumentor()
-        instrumentor.instrument(
-            tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
-        )
-    yield Route(request.param, telemetry)
-    if instrumentor is not None:
-        instrumentor.uninstrument()
+    if request.param != "instrumentor":
+        yield Route(request.param, telemetry)
+        return
+    with telemetry.instrumented():
+        yield Route(request.param, telemetry)
 
 
 async def requests(session: aiohttp.ClientSession, server: Server, n: int) -> None:
@@ -157,14 +151,8 @@ async def test_retired_host_series_are_bounded_like_max_hosts(
 async def test_uninstrument_keeps_what_the_instrumentor_counted(
     telemetry: Telemetry, server: Server
 ) -> None:
-    instrumentor = AioHttpConnectionPoolInstrumentor()
-    instrumentor.instrument(
-        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
-    )
-    try:
+    with telemetry.instrumented():
         async with aiohttp.ClientSession() as session:
             await requests(session, server, 4)
             assert collect(telemetry.reader).value(sc.METRIC_RELEASES) == 4
-    finally:
-        instrumentor.uninstrument()
     assert collect(telemetry.reader).value(sc.METRIC_RELEASES) == 4

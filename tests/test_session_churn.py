@@ -17,7 +17,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from aiohttp_pool_otel import AioHttpConnectionPoolInstrumentor
 from aiohttp_pool_otel import semconv as sc
 from aiohttp_pool_otel._aiohttp.hooks import state_of
 from aiohttp_pool_otel._meters import meters_for
@@ -42,14 +41,8 @@ def make_connector(request: pytest.FixtureRequest, telemetry: Telemetry) -> Iter
     if request.param == "connector":
         yield telemetry.connector
         return
-    instrumentor = AioHttpConnectionPoolInstrumentor()
-    instrumentor.instrument(
-        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
-    )
-    try:
+    with telemetry.instrumented():
         yield aiohttp.TCPConnector
-    finally:
-        instrumentor.uninstrument()
 
 
 async def one_session(make_connector: Any, server: Server) -> tuple[Any, Any]:
