@@ -36,6 +36,8 @@ from ..semconv import ReleaseOutcome, ReleasePhase, ReleaseReason
 from .classify import (
     caller_request,
     classify_by_caller,
+    connect_deadline,
+    connect_limit,
     eof_phase,
     in_connector_finalizer,
     timed_out,
@@ -68,16 +70,19 @@ def _remember_queued(state: PoolState, req: Any, acq: Acquisition) -> None:
         state.queued[req] = acq
 
 
-def _connect_limit(timeout: Any) -> Optional[float]:
-    limit = getattr(timeout, "connect", None)
-    return float(limit) if isinstance(limit, (int, float)) and limit > 0 else None
-
-
 def _outcome(connector: Any, key: Any, protocol: Any) -> ReleaseOutcome:
     # What aiohttp did, not what it would do: every version pools a connection by
     # appending it to _conns[key], so it was pooled iff it is last there.
     conns = connector._conns.get(key)
     return POOLED if conns and conns[-1][0] is protocol else CLOSED
+
+
+def _find_deadline(loop: Any, timeout: Any) -> Any:
+    try:
+        return connect_deadline(loop, timeout)
+    except Exception:
+        report_internal_error("connect_deadline")
+        return None
 
 
 def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str, Any]:
@@ -157,16 +162,17 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
         state = own_state(self, create=True)
         if state is None:
             return await base._wait_for_available_connection(self, key, traces)  # type: ignore[no-any-return]
-        req, method, limit = caller_request(1)
+        req, method, timeout = caller_request(1)
         events = state.acquisitions
         acq = events.begin(key, method, started)
         if acq is None:
             return await base._wait_for_available_connection(self, key, traces)  # type: ignore[no-any-return]
+        deadline = _find_deadline(self._loop, timeout)  # before any await: see there
         events.wait_started(acq, state.view.queue_depth(key), state.view.blocking_limit())
         try:
             await base._wait_for_available_connection(self, key, traces)
         except BaseException as exc:
-            events.failed(acq, exc, timed_out(exc, acq, limit))
+            events.failed(acq, exc, timed_out(exc, acq, connect_limit(timeout), deadline))
             raise
         events.wait_finished(acq)
         if req is not None:
@@ -191,7 +197,7 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
         try:
             protocol = await base._create_connection(self, req, traces, timeout)
         except BaseException as exc:
-            events.failed(acq, exc, timed_out(exc, acq, _connect_limit(timeout)))
+            events.failed(acq, exc, timed_out(exc, acq, connect_limit(timeout)))
             raise
         finally:
             events.dial_ended(acq, token)
@@ -210,6 +216,7 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
         if state is None:
             return await base.connect(self, req, traces, timeout)
         events = state.acquisitions
+        deadline = None
         if not HAS_WAIT_METHOD:
             try:
                 # aiohttp < 3.10.11 decides to queue synchronously, with exactly this test.
@@ -217,6 +224,8 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
                 if self._available_connections(key) <= 0 or key in self._waiters:
                     acq = events.begin(key, req.method, started)
                     if acq is not None:
+                        # _request entered the connect deadline just before calling us.
+                        deadline = _find_deadline(self._loop, timeout)
                         events.wait_started(
                             acq, state.view.queue_depth(key), state.view.blocking_limit()
                         )
@@ -228,7 +237,8 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
         except BaseException as exc:
             acq = _queued_acquisition(state, req)
             if acq is not None:  # failed while queued (a failed dial reported itself)
-                events.failed(acq, exc, timed_out(exc, acq, _connect_limit(timeout)))
+                verdict = timed_out(exc, acq, connect_limit(timeout), deadline)
+                events.failed(acq, exc, verdict)
             raise
         # No await from here on: the connection must reach the caller.
         acq = _queued_acquisition(state, req)
