@@ -8,7 +8,8 @@ time, so a ``mock.patch`` of that class is honoured). A hook works for a connect
 whose state matches its kind and passes everything else straight to ``base``: the
 subclass's hooks handle its connectors, the class-level ones every other, and
 nothing is counted twice. Nothing is stored on aiohttp's objects but one instance
-attribute on the connector, which shadows no class attribute.
+attribute on the connector, which shadows no class attribute, and on each connection
+the plugin dials, a ``set_parser`` that reports a WebSocket upgrade (:mod:`.upgrade`).
 
 Every hook calls ``base`` with the same arguments and returns its result, never
 awaits between aiohttp handing back a connection and its own return, and keeps
@@ -28,7 +29,7 @@ from opentelemetry.trace import SpanKind
 from .. import semconv as sc
 from .._errors import report_internal_error
 from .._meters import NO_EXEMPLAR
-from .._records import CLOSED, EOF, ERROR, GC, POOLED, Acquisition, Attributes
+from .._records import CLOSE, CLOSED, EOF, ERROR, GC, POOLED, Acquisition, Attributes
 from .._release_facts import ReleaseFact
 from .._spans import error_type
 from .._state import PoolState
@@ -43,6 +44,7 @@ from .classify import (
     timed_out,
 )
 from .probe import EXPLICIT_SHOULD_CLOSE, HAS_WAIT_METHOD
+from .upgrade import UPGRADE, is_detached, watch_upgrade
 
 STATE_ATTR = "_aiohttp_pool_otel"
 
@@ -125,6 +127,8 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
                         phase = eof_phase(self._loop)  # only a span shows it
             if reason is not EOF:
                 reason, phase = classify_by_caller(should_close, self._loop)
+                if reason is CLOSE and protocol.upgraded:
+                    reason = UPGRADE  # a WebSocket's close whose upgrade was not seen
         except Exception:
             pass  # no logging: this may be a finalizer
         if reason is GC:
@@ -137,7 +141,10 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
             # What aiohttp did, not what it would do: see _outcome (inlined: hot path).
             conns = self._conns.get(key)
             outcome = POOLED if conns and conns[-1][0] is protocol else CLOSED
-            state.released(protocol, record, reason, phase, outcome)
+            if outcome is CLOSED and record.detached:
+                state.closed_unused(protocol)  # its lease ended at the upgrade: a close only
+            else:
+                state.released(protocol, record, reason, phase, outcome)
 
     def _release_in_finalizer(
         state: PoolState, connector: Any, key: Any, protocol: Any, should_close: bool,
@@ -145,6 +152,12 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
     ) -> None:  # fmt: skip
         # A garbage collection released the connection, maybe in another thread, maybe
         # inside the SDK holding a lock: plain facts only, applied later by the loop.
+        if record is not None and record.detached:
+            # A WebSocket dropped unclosed: no lease to end; the loop counts the close.
+            try:
+                return base._release(connector, key, protocol, should_close=should_close)  # type: ignore[no-any-return]
+            finally:
+                state.reconcile_soon()
         if record is not None:
             record.gc_pending = True
         try:
@@ -206,6 +219,7 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
                 events.dial_discarded(acq, protocol, key)
             else:
                 events.dial_finished(acq, protocol, key, state.view.peer(protocol))
+                watch_upgrade(state, protocol)
         except Exception:
             report_internal_error("dial_finished")
         return protocol
@@ -255,7 +269,8 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
         in_finalizer = in_connector_finalizer()
         held: list[Any] = []
         with contextlib.suppress(Exception):
-            held = list(self._acquired)
+            # A WebSocket's lease ended at its upgrade: its close is counted, no release.
+            held = [p for p in self._acquired if not is_detached(state, p)]
         try:
             return base._close(self, *args, **kwargs)
         finally:
