@@ -6,6 +6,7 @@ subclass and through the instrumentor. A real aiohttp WebSocket server on 127.0.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -202,3 +203,20 @@ async def test_an_upgrade_of_a_connection_dialled_before_instrumenting_is_counte
             instrumentor.uninstrument()
     assert stats.releases == {ReleaseReason.UPGRADE: 1}, stats
     assert (stats.created, stats.closed, stats.active) == (1, 1, 0), stats
+
+
+async def test_an_open_websocket_is_not_a_connection_held_too_long(
+    telemetry: Telemetry, ws_server: Server
+) -> None:
+    """Its lease ended at the handshake: a WebSocket open for 4x the watchdog threshold
+    is no leak, while aiohttp still counts it in use."""
+    threshold = 0.05
+    connector = telemetry.connector(watchdog_threshold=threshold, trace_all_leases=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        ws = await session.ws_connect(ws_server.url("/ws"))
+        await asyncio.sleep(4 * threshold)
+        points = collect(telemetry.reader)
+        stats = connector.statistics()
+        await ws.close()
+    assert stats.active == 1, stats  # aiohttp holds its slot of limit until it closes
+    assert points.value(sc.METRIC_HELD_TOO_LONG) in (None, 0), points.of(sc.METRIC_HELD_TOO_LONG)
