@@ -101,8 +101,12 @@ async def test_every_wait_timeout_is_counted_in_every_shape(
     print("shape: (trials, timeouts the callers got, missed, stuck, other, seconds)", report)
     assert total.trials >= 1000, report
     assert total.other == 0, report  # the slot was held throughout: nothing got through
-    # Only a user's awaiting trace config can make aiohttp lose its total timer.
-    assert total.observed + total.stuck == total.trials and total.stuck <= 20, report
+    assert total.observed + total.stuck == total.trials, report
+    # Only a user's trace config that awaits can make aiohttp lose its total timer (the
+    # timer fires before aiohttp made the request's timer context): those callers give
+    # up after a second, a cancellation of their own, and the plugin counts none.
+    assert [k for k, t in per_shape.items() if t.stuck] in ([], ["trace-config/total"]), report
+    assert per_shape["trace-config/total"].observed >= TRIALS_PER_SHAPE // 2, report
     assert [k for k, t in per_shape.items() if t.missed or t.flagged != t.observed] == [], report
 
 

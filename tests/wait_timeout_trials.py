@@ -180,7 +180,7 @@ async def run_rounds(
     *,
     seed: int,
     concurrency: int = 20,
-    wall_seconds: float = 12.0,
+    wall_seconds: float = 8.0,
     trace_configs: Optional[list[aiohttp.TraceConfig]] = None,
     ledger: Optional[SpanLedger] = None,
 ) -> Tally:
