@@ -29,7 +29,7 @@ import socket
 import time
 import warnings
 from types import SimpleNamespace
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import aiohttp
 import pytest
@@ -171,7 +171,9 @@ def exported_state(m: Collection, pool_name: str) -> dict[str, int]:
 
 
 def check_books(
-    connector: OpenTelemetryTCPConnector, exported: Optional[Collection], pool_name: str
+    connector: OpenTelemetryTCPConnector,
+    export: Optional[Callable[[], Collection]],
+    pool_name: str,
 ) -> None:
     if connector.closed:
         # aiohttp stops its own books at close (a dial still in flight then leaves its
@@ -185,8 +187,8 @@ def check_books(
     mine = {"active": stats.active, "connecting": stats.connecting, "idle": stats.idle,
             "waiting": stats.waiting}  # fmt: skip
     assert mine == real, (mine, real)
-    if exported is not None:
-        state = exported_state(exported, pool_name)
+    if export is not None:  # collected after the reads above, still with no await between
+        state = exported_state(export(), pool_name)
         assert state == {k: real[k] for k in state}, (state, real)
 
 
@@ -373,9 +375,14 @@ class Epoch:
         return sum(c.wait_timeouts for c in self.clients)
 
     def check(self) -> None:
-        exported = collect(self.telemetry.reader)
-        self.watch.observe(exported)
-        check_books(self.connector, exported if self.sdk else None, self.pool_name)
+        collections: list[Collection] = []
+
+        def export() -> Collection:
+            collections.append(collect(self.telemetry.reader))
+            return collections[-1]
+
+        check_books(self.connector, export if self.sdk else None, self.pool_name)
+        self.watch.observe(collections[-1] if collections else export())
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
