@@ -20,9 +20,14 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from aiohttp_pool_otel import OpenTelemetryTCPConnector, create_pool_trace_config
+from aiohttp_pool_otel import (
+    AioHttpConnectionPoolInstrumentor,
+    OpenTelemetryTCPConnector,
+    create_pool_trace_config,
+)
 
-from .exactness_helpers import wait_until
+from .rig.metric_points import collect
+from .rig.waiting import wait_until
 
 # aiohttp >= 3.10 raises its own error when writing to a closed transport.
 _RESET_ERROR = getattr(aiohttp, "ClientConnectionResetError", ConnectionError)
@@ -50,18 +55,10 @@ class Telemetry:
 
     def metrics(self) -> dict[str, list[tuple[dict[str, Any], Any]]]:
         """metric name -> [(attributes, value or histogram point)]."""
-        out: dict[str, list[tuple[dict[str, Any], Any]]] = {}
-        data = self.reader.get_metrics_data()
-        if data is None:
-            return out
-        for rm in data.resource_metrics:
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    points = out.setdefault(metric.name, [])
-                    for dp in metric.data.data_points:
-                        value = getattr(dp, "value", dp)
-                        points.append((dict(dp.attributes), value))
-        return out
+        return {
+            name: [(attrs, getattr(dp, "value", dp)) for attrs, dp in points]
+            for name, points in collect(self.reader).points.items()
+        }
 
     def connector(self, **kwargs: Any) -> OpenTelemetryTCPConnector:
         return OpenTelemetryTCPConnector(
@@ -72,6 +69,18 @@ class Telemetry:
         return create_pool_trace_config(
             tracer_provider=self.tracer_provider, meter_provider=self.meter_provider
         )
+
+    @contextlib.contextmanager
+    def instrumentor(self) -> Iterator[AioHttpConnectionPoolInstrumentor]:
+        """The instrumentor, active with these providers until the block ends."""
+        instrumentor = AioHttpConnectionPoolInstrumentor()
+        instrumentor.instrument(
+            tracer_provider=self.tracer_provider, meter_provider=self.meter_provider
+        )
+        try:
+            yield instrumentor
+        finally:
+            instrumentor.uninstrument()
 
 
 @pytest.fixture
@@ -223,18 +232,30 @@ async def start_server(
     return Server(runner, port, "https" if ssl_context else "http")
 
 
+@contextlib.asynccontextmanager
+async def serving(
+    app: Optional[web.Application] = None,
+    ssl_context: Optional[ssl.SSLContext] = None,
+    **runner_kwargs: Any,
+) -> AsyncIterator[Server]:
+    """:func:`start_server`, cleaned up when the block ends."""
+    srv = await start_server(app, ssl_context, **runner_kwargs)
+    try:
+        yield srv
+    finally:
+        await srv.runner.cleanup()
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[Server]:
-    srv = await start_server()
-    yield srv
-    await srv.runner.cleanup()
+    async with serving() as srv:
+        yield srv
 
 
 @pytest.fixture
 async def server2() -> AsyncIterator[Server]:
-    srv = await start_server()
-    yield srv
-    await srv.runner.cleanup()
+    async with serving() as srv:
+        yield srv
 
 
 @pytest.fixture(scope="session")
@@ -252,9 +273,8 @@ def tls_server_context(certificate_authority: trustme.CA) -> ssl.SSLContext:
 
 @pytest.fixture
 async def tls_server(tls_server_context: ssl.SSLContext) -> AsyncIterator[Server]:
-    srv = await start_server(ssl_context=tls_server_context)
-    yield srv
-    await srv.runner.cleanup()
+    async with serving(ssl_context=tls_server_context) as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from aiohttp_pool_otel import OpenTelemetryTCPConnector, ReleaseReason
 from aiohttp_pool_otel import semconv as sc
 
 from .conftest import Server, Telemetry
-from .exactness_helpers import wait_until
+from .rig.waiting import wait_until
 
 
 async def test_connector_shared_by_two_sessions(telemetry: Telemetry, server: Server) -> None:
