@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import aiohttp
 import pytest
@@ -106,15 +106,25 @@ async def _empty(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def _late_body(request: web.Request) -> web.StreamResponse:
-    """Headers now, the rest of a Content-Length body 200 ms later."""
-    resp = web.StreamResponse(headers={"Content-Length": "10"})
-    await resp.prepare(request)
-    await resp.write(b"01234")
-    await asyncio.sleep(0.2)
-    await resp.write(b"56789")
-    await resp.write_eof()
-    return resp
+def _body_in_two_writes(
+    delay: float,
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A handler: headers now, the rest of a Content-Length body ``delay`` s later."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Length": "10"})
+        await resp.prepare(request)
+        await resp.write(b"01234")
+        await asyncio.sleep(delay)
+        await resp.write(b"56789")
+        await resp.write_eof()
+        return resp
+
+    return handler
+
+
+_late_body = _body_in_two_writes(0.2)  # a body that outlasts the request: later ones queue
+_soon_body = _body_in_two_writes(0.01)  # EOF after the headers, quickly
 
 
 async def _gated(request: web.Request) -> web.StreamResponse:
@@ -191,6 +201,7 @@ def make_app() -> web.Application:
     app.router.add_post("/late", _late_body)
     app.router.add_get("/empty", _empty)
     app.router.add_get("/late", _late_body)
+    app.router.add_get("/soon", _soon_body)
     app.router.add_get("/gated", _gated)
     app.router.add_post("/gated", _gated)
     app.router.add_get("/endless", _endless)
