@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import gc
 import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -64,47 +66,66 @@ def ledger(telemetry: Telemetry) -> SpanLedger:
     return led
 
 
-async def test_connector_closed_during_a_dial_ends_every_span(
+@dataclass
+class DialInProgress:
+    """A traced request whose dial is held in its DNS lookup until ``resolver.gate``
+    opens."""
+
+    resolver: GateResolver
+    connector: OpenTelemetryTCPConnector
+    session: aiohttp.ClientSession
+    request: asyncio.Future[bytes]
+
+
+@pytest.fixture
+async def dial_in_progress(
     telemetry: Telemetry, ledger: SpanLedger, server: Server
-) -> None:
+) -> AsyncIterator[DialInProgress]:
+    """A dial in progress (after the ledger is watching); the session closed after."""
     resolver = GateResolver()
     connector = telemetry.connector(resolver=resolver, use_dns_cache=False)
-    tracer = telemetry.tracer_provider.get_tracer("test")
     session = aiohttp.ClientSession(connector=connector)
-    task = asyncio.ensure_future(traced_get(session, tracer, f"http://{HOST}:{server.port}/small"))
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    request = asyncio.ensure_future(
+        traced_get(session, tracer, f"http://{HOST}:{server.port}/small")
+    )
     await asyncio.wait_for(resolver.entered.wait(), 15)
-    await connector.close()  # while the dial is in progress ...
-    resolver.gate.set()  # ... which then completes: aiohttp drops the new connection
-    result = await asyncio.gather(task, return_exceptions=True)
-    assert isinstance(result[0], aiohttp.ClientError), result
+    yield DialInProgress(resolver, connector, session, request)
+    resolver.gate.set()
     await session.close()
+
+
+async def test_connector_closed_during_a_dial_ends_every_span(
+    dial_in_progress: DialInProgress, ledger: SpanLedger
+) -> None:
+    dial = dial_in_progress
+    await dial.connector.close()  # while the dial is in progress ...
+    dial.resolver.gate.set()  # ... which then completes: aiohttp drops the new connection
+    result = await asyncio.gather(dial.request, return_exceptions=True)
+    assert isinstance(result[0], aiohttp.ClientError), result
+    await dial.session.close()
     await quiet_point()
     assert ledger.unended() == [], f"spans never ended: {ledger.unended()}"
     assert ledger.ended_twice() == []
     creates = ledger.spans(sc.SPAN_CREATE)
     assert len(creates) == 1
     assert creates[0].status.status_code is StatusCode.ERROR, creates[0].status
-    stats = connector.statistics()
+    stats = dial.connector.statistics()
     assert stats.created == stats.closed, stats  # the dropped connection was closed
 
 
 async def test_caller_cancelling_a_dial_ends_every_span(
-    telemetry: Telemetry, ledger: SpanLedger, server: Server
+    dial_in_progress: DialInProgress, ledger: SpanLedger
 ) -> None:
-    resolver = GateResolver()
-    connector = telemetry.connector(resolver=resolver, use_dns_cache=False)
-    tracer = telemetry.tracer_provider.get_tracer("test")
-    async with aiohttp.ClientSession(connector=connector) as session:
-        url = f"http://{HOST}:{server.port}/small"
-        task = asyncio.ensure_future(traced_get(session, tracer, url))
-        await asyncio.wait_for(resolver.entered.wait(), 15)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        resolver.gate.set()
-        await quiet_point()
-        stats = connector.statistics()
-        assert (stats.connecting, stats.active) == (0, 0), stats
+    dial = dial_in_progress
+    dial.request.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await dial.request
+    dial.resolver.gate.set()
+    await quiet_point()
+    stats = dial.connector.statistics()
+    assert (stats.connecting, stats.active) == (0, 0), stats
+    await dial.session.close()
     await quiet_point()
     assert ledger.unended() == [] and ledger.ended_twice() == []
     creates = ledger.spans(sc.SPAN_CREATE)

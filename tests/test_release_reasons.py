@@ -10,10 +10,11 @@ from typing import Any, Optional
 import aiohttp
 import pytest
 
-from aiohttp_pool_otel import OpenTelemetryTCPConnector, PoolStatistics, ReleaseReason
+from aiohttp_pool_otel import OpenTelemetryTCPConnector, ReleaseReason
 from aiohttp_pool_otel import semconv as sc
 
 from .conftest import Server, Telemetry, body_cut, serving
+from .rig.pool_books import pool_of
 from .rig.waiting import wait_until
 
 
@@ -53,12 +54,6 @@ async def session(session_of: Any) -> aiohttp.ClientSession:
     return session_of()  # type: ignore[no-any-return]
 
 
-def pool(session: aiohttp.ClientSession) -> PoolStatistics:
-    """The statistics of the session's connector."""
-    assert isinstance(session.connector, OpenTelemetryTCPConnector)
-    return session.connector.statistics()
-
-
 async def test_small_body_is_released_at_headers_before_request_returns(
     telemetry: Telemetry, server: Server, session: aiohttp.ClientSession
 ) -> None:
@@ -66,12 +61,12 @@ async def test_small_body_is_released_at_headers_before_request_returns(
     # Not read, not closed: aiohttp already gave the connection back.
     assert resp.connection is None
     assert lease_releases(telemetry) == [("eof", "headers", "pooled")]
-    stats = pool(session)
+    stats = pool_of(session)
     assert stats.active == 0 and stats.idle == 1
     assert stats.releases == {ReleaseReason.EOF: 1}
     resp.release()
     # A later release of an already released response is not a second release.
-    assert pool(session).releases == {ReleaseReason.EOF: 1}
+    assert pool_of(session).releases == {ReleaseReason.EOF: 1}
 
 
 @pytest.mark.parametrize(("method", "path"), [("HEAD", "/small"), ("GET", "/empty")])
@@ -88,11 +83,11 @@ async def test_body_completing_after_headers_releases_in_body_phase_unread(
 ) -> None:
     resp = await session.get(server.url("/late"))
     assert resp.connection is not None
-    assert pool(session).active == 1
+    assert pool_of(session).active == 1
     # Nobody reads: EOF still arrives and aiohttp releases in the background.
     await wait_until(lambda: resp.connection is None)
     assert lease_releases(telemetry) == [("eof", "body", "pooled")]
-    stats = pool(session)
+    stats = pool_of(session)
     assert (stats.active, stats.idle) == (0, 1)
 
 
@@ -112,7 +107,7 @@ async def test_close_before_eof_is_close_and_closes(
     resp = await session.get(server.url("/endless"))
     resp.close()
     assert lease_releases(telemetry) == [("close", None, "closed")]
-    stats = pool(session)
+    stats = pool_of(session)
     assert (stats.active, stats.idle, stats.closed) == (0, 0, 1)
 
 
@@ -143,7 +138,7 @@ async def test_connection_close_header_is_eof_closed(
     async with session.get(server.url("/close")) as resp:
         assert await resp.text() == "bye"
     assert lease_releases(telemetry) == [("eof", "headers", "closed")]
-    assert pool(session).closed == 1
+    assert pool_of(session).closed == 1
 
 
 async def test_redirect_releases_each_hop_and_reuses(
@@ -152,7 +147,7 @@ async def test_redirect_releases_each_hop_and_reuses(
     async with session.get(server.url("/redirect")) as resp:
         assert resp.status == 200
     assert lease_releases(telemetry) == [("eof", "headers", "pooled")] * 2
-    stats = pool(session)
+    stats = pool_of(session)
     assert (stats.created, stats.reused) == (1, 1)
     leases = telemetry.spans(sc.SPAN_LEASE)
     assert [s.attributes[sc.CONNECTION_REUSED] for s in leases] == [False, True]
@@ -166,14 +161,14 @@ async def test_raise_for_status_releases_before_eof(
     reasons = lease_releases(telemetry)
     assert len(reasons) == 1
     assert reasons[0][0] in ("release", "eof")  # eof when the 1 MiB body won the race
-    assert pool(session).active == 0
+    assert pool_of(session).active == 0
 
 
 async def test_unclosed_response_garbage_collected_is_gc(
     telemetry: Telemetry, server: Server, session: aiohttp.ClientSession
 ) -> None:
     resp: Optional[aiohttp.ClientResponse] = await session.get(server.url("/cut"))
-    assert pool(session).active == 1
+    assert pool_of(session).active == 1
     # While the body streams, aiohttp itself keeps the response alive (protocol ->
     # payload -> EOF callback); once the server cut the body, the response can die.
     await body_cut(resp)
@@ -186,7 +181,7 @@ async def test_unclosed_response_garbage_collected_is_gc(
     span = telemetry.spans(sc.SPAN_LEASE)[0]
     assert span.status.status_code.name == "ERROR"
     assert "garbage-collected" in (span.status.description or "")
-    assert pool(session).active == 0
+    assert pool_of(session).active == 0
 
 
 async def test_session_close_with_outstanding_response_is_connector_closed(
@@ -215,7 +210,7 @@ async def test_tls_connection_is_https_and_classified(
         async with session.get(tls_server.url("/small")) as resp:
             assert await resp.text() == "hello"
     assert lease_releases(telemetry) == [("eof", "headers", "pooled")] * 2
-    (host,) = pool(session).hosts.values()
+    (host,) = pool_of(session).hosts.values()
     assert (host.scheme, host.created, host.reused) == ("https", 1, 1)
 
 
@@ -233,7 +228,7 @@ async def test_server_closing_idle_connection_then_reuse_attempt(
         await wait_until(lambda: not idle[0].is_connected(), what="the server's close")
         async with session.get(srv.url("/small")) as resp:
             assert await resp.text() == "hello"
-        stats = pool(session)
+        stats = pool_of(session)
         # The dead idle connection was discarded, a new one dialled: two leases.
         assert stats.created == 2
         assert stats.releases == {ReleaseReason.EOF: 2}

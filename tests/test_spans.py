@@ -7,7 +7,7 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 import pytest
@@ -17,10 +17,19 @@ from aiohttp_pool_otel import PoolStatistics
 from aiohttp_pool_otel import semconv as sc
 
 from .conftest import Server, Telemetry
+from .rig.pool_books import pool_of
 from .rig.ports import unused_port
 from .rig.reads import get_text
 from .rig.spans import by_name
 from .rig.waiting import wait_until
+
+
+async def cancel_once(task: asyncio.Task[Any], ready: Callable[[], bool], what: str) -> None:
+    """Cancel ``task`` once ``ready()`` holds (bounded); its caller sees CancelledError."""
+    await wait_until(ready, what=what)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
 
 
 async def gets_at_once(
@@ -196,13 +205,7 @@ async def test_cancel_while_queued_ends_the_wait_span_and_counts_nothing(
     ) as session:
         held = await session.get(server.url("/endless"))
         task = asyncio.create_task(session.get(server.url("/small")))
-        await wait_until(
-            lambda: session.connector.statistics().waiting == 1,  # type: ignore[union-attr]
-            what="the request queued",
-        )
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await cancel_once(task, lambda: pool_of(session).waiting == 1, "the request queued")
         stats = session.connector.statistics()  # type: ignore[union-attr]
         assert (stats.waiting, stats.active, stats.created, stats.timeouts) == (0, 1, 1, 0)
         held.close()
@@ -240,13 +243,7 @@ async def test_cancel_while_dialling(telemetry: Telemetry, silent_listener: int)
         connector=telemetry.connector(ssl=ssl.create_default_context())
     ) as session:
         task = asyncio.create_task(session.get(f"https://127.0.0.1:{silent_listener}/"))
-        await wait_until(
-            lambda: session.connector.statistics().connecting == 1,  # type: ignore[union-attr]
-            what="the dial started",
-        )
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await cancel_once(task, lambda: pool_of(session).connecting == 1, "the dial started")
         stats = session.connector.statistics()  # type: ignore[union-attr]
         assert (stats.connecting, stats.active, stats.created) == (0, 0, 0)
     (create,) = telemetry.spans(sc.SPAN_CREATE)
