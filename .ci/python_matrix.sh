@@ -13,8 +13,9 @@ cd "$(dirname "$0")/.."
 UV="${UV:-.venv/bin/uv}"
 PYTHONS="${PYTHONS:-3.9 3.10 3.12 3.13}"
 # The core tests only: the ones that touch aiohttp's pool (the full suite runs on 3.11).
-TESTS=(tests/test_core_release.py tests/test_core_spans.py tests/test_core_metrics.py
-       tests/test_core_puzzle.py tests/test_core_lifecycle.py tests/test_core_watchdog.py
+TESTS=(tests/test_release_reasons.py tests/test_spans.py tests/test_metrics.py
+       tests/test_pool_puzzle.py tests/test_connector_lifecycle.py
+       tests/test_leaks_and_saturation.py
        tests/test_adapter_compat.py tests/test_chaos.py tests/test_hostile_input.py
        tests/test_hot_path_structural.py)
 BASE=(opentelemetry-sdk opentelemetry-instrumentation pytest pytest-asyncio pytest-timeout trustme)

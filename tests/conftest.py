@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import aiohttp
 import pytest
@@ -20,9 +20,14 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from aiohttp_pool_otel import OpenTelemetryTCPConnector, create_pool_trace_config
+from aiohttp_pool_otel import (
+    AioHttpConnectionPoolInstrumentor,
+    OpenTelemetryTCPConnector,
+    create_pool_trace_config,
+)
 
-from .exactness_helpers import wait_until
+from .rig.metric_points import collect
+from .rig.waiting import wait_until
 
 # aiohttp >= 3.10 raises its own error when writing to a closed transport.
 _RESET_ERROR = getattr(aiohttp, "ClientConnectionResetError", ConnectionError)
@@ -50,18 +55,10 @@ class Telemetry:
 
     def metrics(self) -> dict[str, list[tuple[dict[str, Any], Any]]]:
         """metric name -> [(attributes, value or histogram point)]."""
-        out: dict[str, list[tuple[dict[str, Any], Any]]] = {}
-        data = self.reader.get_metrics_data()
-        if data is None:
-            return out
-        for rm in data.resource_metrics:
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    points = out.setdefault(metric.name, [])
-                    for dp in metric.data.data_points:
-                        value = getattr(dp, "value", dp)
-                        points.append((dict(dp.attributes), value))
-        return out
+        return {
+            name: [(attrs, getattr(dp, "value", dp)) for attrs, dp in points]
+            for name, points in collect(self.reader).points.items()
+        }
 
     def connector(self, **kwargs: Any) -> OpenTelemetryTCPConnector:
         return OpenTelemetryTCPConnector(
@@ -74,16 +71,14 @@ class Telemetry:
         )
 
     @contextlib.contextmanager
-    def instrumented(self) -> Iterator[None]:
-        """The instrumentor active on these providers while the block runs."""
-        from aiohttp_pool_otel import AioHttpConnectionPoolInstrumentor
-
+    def instrumentor(self) -> Iterator[AioHttpConnectionPoolInstrumentor]:
+        """The instrumentor, active with these providers until the block ends."""
         instrumentor = AioHttpConnectionPoolInstrumentor()
         instrumentor.instrument(
             tracer_provider=self.tracer_provider, meter_provider=self.meter_provider
         )
         try:
-            yield
+            yield instrumentor
         finally:
             instrumentor.uninstrument()
 
@@ -111,15 +106,25 @@ async def _empty(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def _late_body(request: web.Request) -> web.StreamResponse:
-    """Headers now, the rest of a Content-Length body 200 ms later."""
-    resp = web.StreamResponse(headers={"Content-Length": "10"})
-    await resp.prepare(request)
-    await resp.write(b"01234")
-    await asyncio.sleep(0.2)
-    await resp.write(b"56789")
-    await resp.write_eof()
-    return resp
+def _body_in_two_writes(
+    delay: float,
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A handler: headers now, the rest of a Content-Length body ``delay`` s later."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Length": "10"})
+        await resp.prepare(request)
+        await resp.write(b"01234")
+        await asyncio.sleep(delay)
+        await resp.write(b"56789")
+        await resp.write_eof()
+        return resp
+
+    return handler
+
+
+_late_body = _body_in_two_writes(0.2)  # a body that outlasts the request: later ones queue
+_soon_body = _body_in_two_writes(0.01)  # EOF after the headers, quickly
 
 
 async def _gated(request: web.Request) -> web.StreamResponse:
@@ -196,6 +201,7 @@ def make_app() -> web.Application:
     app.router.add_post("/late", _late_body)
     app.router.add_get("/empty", _empty)
     app.router.add_get("/late", _late_body)
+    app.router.add_get("/soon", _soon_body)
     app.router.add_get("/gated", _gated)
     app.router.add_post("/gated", _gated)
     app.router.add_get("/endless", _endless)
@@ -237,18 +243,30 @@ async def start_server(
     return Server(runner, port, "https" if ssl_context else "http")
 
 
+@contextlib.asynccontextmanager
+async def serving(
+    app: Optional[web.Application] = None,
+    ssl_context: Optional[ssl.SSLContext] = None,
+    **runner_kwargs: Any,
+) -> AsyncIterator[Server]:
+    """:func:`start_server`, cleaned up when the block ends."""
+    srv = await start_server(app, ssl_context, **runner_kwargs)
+    try:
+        yield srv
+    finally:
+        await srv.runner.cleanup()
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[Server]:
-    srv = await start_server()
-    yield srv
-    await srv.runner.cleanup()
+    async with serving() as srv:
+        yield srv
 
 
 @pytest.fixture
 async def server2() -> AsyncIterator[Server]:
-    srv = await start_server()
-    yield srv
-    await srv.runner.cleanup()
+    async with serving() as srv:
+        yield srv
 
 
 @pytest.fixture(scope="session")
@@ -266,9 +284,8 @@ def tls_server_context(certificate_authority: trustme.CA) -> ssl.SSLContext:
 
 @pytest.fixture
 async def tls_server(tls_server_context: ssl.SSLContext) -> AsyncIterator[Server]:
-    srv = await start_server(ssl_context=tls_server_context)
-    yield srv
-    await srv.runner.cleanup()
+    async with serving(ssl_context=tls_server_context) as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Smoke test of the shipped benchmarks (issue 5): they run, make no errors, and emit
+"""Smoke test of the shipped benchmarks: they run, make no errors, and emit
 exactly the spans the design promises. Speed is never asserted here."""
 
 from __future__ import annotations

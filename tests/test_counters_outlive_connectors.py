@@ -52,7 +52,7 @@ def route(request: pytest.FixtureRequest, telemetry: Telemetry) -> Iterator[Rout
     if request.param != "instrumentor":
         yield Route(request.param, telemetry)
         return
-    with telemetry.instrumented():
+    with telemetry.instrumentor():
         yield Route(request.param, telemetry)
 
 
@@ -151,7 +151,7 @@ async def test_retired_host_series_are_bounded_like_max_hosts(
 async def test_uninstrument_keeps_what_the_instrumentor_counted(
     telemetry: Telemetry, server: Server
 ) -> None:
-    with telemetry.instrumented():
+    with telemetry.instrumentor():
         async with aiohttp.ClientSession() as session:
             await requests(session, server, 4)
             assert collect(telemetry.reader).value(sc.METRIC_RELEASES) == 4

@@ -17,7 +17,8 @@ from aiohttp_pool_otel import semconv as sc
 
 from .conftest import Server, Telemetry
 from .rig.docs import code_blocks, read, section
-from .test_core_spans import by_name, get_text
+from .rig.reads import get_text
+from .rig.spans import by_name
 
 
 def test_the_readme_and_the_reference_draw_the_same_trace() -> None:

@@ -4,33 +4,22 @@ options fail clearly, odd hosts work."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.abc import AbstractResolver
 
 from aiohttp_pool_otel import OpenTelemetryTCPConnector, create_pool_trace_config
 from aiohttp_pool_otel import semconv as sc
 from aiohttp_pool_otel._aiohttp.hooks import state_of
 
 from .conftest import Server, Telemetry, start_server
-from .exactness_helpers import wait_until
+from .rig.ports import unused_port
+from .rig.resolvers import LoopbackResolver
+from .rig.waiting import wait_until
 
 SECRETS = ["alice", "s3cr3t-pw", "pr0xy-user", "pr0xy-pw", "t0k3n", "X-Api-Key", "k3y-v4l"]
-
-
-class LoopbackResolver(AbstractResolver):
-    """Every name resolves to 127.0.0.1 (so many distinct hosts reach one local server)."""
-
-    async def resolve(self, host: str, port: int = 0, family: Any = socket.AF_INET) -> Any:
-        return [{"hostname": host, "host": "127.0.0.1", "port": port,
-                 "family": socket.AF_INET, "proto": 0, "flags": socket.AI_NUMERICHOST}]  # fmt: skip
-
-    async def close(self) -> None:
-        pass
 
 
 def everything_exported(telemetry: Telemetry) -> str:
@@ -144,9 +133,7 @@ def test_trace_config_rejects_wrong_providers() -> None:
 
 
 async def test_ipv6_literal_is_a_host_like_any_other(telemetry: Telemetry) -> None:
-    with socket.socket() as probe:  # nothing listens: only naming is under test
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = unused_port()  # nothing listens: only naming is under test
     async with aiohttp.ClientSession(connector=telemetry.connector()) as session:
         with pytest.raises(aiohttp.ClientConnectorError):
             await session.get(f"http://[::1]:{port}/")

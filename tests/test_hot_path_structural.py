@@ -1,4 +1,4 @@
-"""Structural guarantees of the hot path that timing cannot show reliably (issue 5).
+"""Structural guarantees of the hot path that timing cannot show reliably.
 
 In the default mode (connector only, no trace config) the reuse/release path of a
 pooled request must not call any SDK instrument method and must not start a span; and
@@ -8,23 +8,18 @@ the plugin must not register a TraceConfig unless asked. Real aiohttp server on
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics._internal import instrument as sdk_instrument
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from aiohttp_pool_otel import OpenTelemetryTCPConnector, ReleaseReason
 from aiohttp_pool_otel._aiohttp import hooks, probe
+
+from .conftest import Server, Telemetry
+from .rig.reads import get_bodies
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -36,53 +31,14 @@ HOT_METHODS = (
 )
 
 
-class Providers:
-    def __init__(self) -> None:
-        self.spans = InMemorySpanExporter()
-        self.tp = TracerProvider()  # samples everything
-        self.tp.add_span_processor(SimpleSpanProcessor(self.spans))
-        self.reader = InMemoryMetricReader()
-        self.mp = MeterProvider(metric_readers=[self.reader])
-
-    def span_names(self) -> list[str]:
-        return [s.name for s in self.spans.get_finished_spans()]
-
-
 @pytest.fixture
-def providers() -> Iterator[Providers]:
-    p = Providers()
-    yield p
-    p.tp.shutdown()
-    p.mp.shutdown()
+def base_url(server: Server) -> str:
+    """The test server's root: /small (EOF with the headers) and /soon (EOF 10 ms after)."""
+    return server.url("")
 
 
-async def _small(request: web.Request) -> web.Response:
-    return web.Response(text="hello")
-
-
-async def _body(request: web.Request) -> web.StreamResponse:
-    """Headers first, the body in a second write: EOF comes after the headers."""
-    resp = web.StreamResponse(headers={"Content-Length": "8"})
-    await resp.prepare(request)
-    await resp.write(b"0123")
-    await asyncio.sleep(0.01)
-    await resp.write(b"4567")
-    await resp.write_eof()
-    return resp
-
-
-@pytest.fixture
-async def base_url() -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_get("/small", _small)
-    app.router.add_get("/body", _body)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+def span_names(telemetry: Telemetry) -> list[str]:
+    return [s.name for s in telemetry.spans()]
 
 
 class Trap:
@@ -126,39 +82,29 @@ async def _request_mix(session: aiohttp.ClientSession, base_url: str, rounds: in
     for _ in range(rounds):
         async with session.get(f"{base_url}/small") as resp:  # EOF with the headers
             assert await resp.text() == "hello"
-        resp = await session.get(f"{base_url}/body")  # EOF after the body, no context
-        assert await resp.read() == b"01234567"
-        resp = await session.get(f"{base_url}/body")  # explicit release after EOF
+        resp = await session.get(f"{base_url}/soon")  # EOF after the body, no context
+        assert await resp.read() == b"0123456789"
+        resp = await session.get(f"{base_url}/soon")  # explicit release after EOF
         await resp.read()
         resp.release()
         async with session.get(f"{base_url}/small") as resp:  # unread: EOF at headers
             pass
 
-    async def one() -> None:
-        async with session.get(f"{base_url}/small") as resp:
-            await resp.read()
-
     for _ in range(rounds):
-        await asyncio.gather(*(one() for _ in range(4)))
+        assert await get_bodies(session, f"{base_url}/small", 4) == [b"hello"] * 4
 
 
 async def test_reuse_and_release_call_no_sdk_instrument(
-    providers: Providers,
+    telemetry: Telemetry,
     base_url: str,
     trap: Trap,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    connector = OpenTelemetryTCPConnector(
-        limit=10, tracer_provider=providers.tp, meter_provider=providers.mp
-    )
+    connector = telemetry.connector(limit=10)
     async with aiohttp.ClientSession(connector=connector) as session:
         assert session._trace_configs == []
         # Warm the pool: dial 4 connections (the slow path may record histograms).
-        async def one() -> None:
-            async with session.get(f"{base_url}/small") as resp:
-                await resp.read()
-
-        await asyncio.gather(*(one() for _ in range(4)))
+        await get_bodies(session, f"{base_url}/small", 4)
         before = connector.statistics()
         assert before.created == 4
         trap.armed = True
@@ -180,17 +126,19 @@ async def test_reuse_and_release_call_no_sdk_instrument(
 
 
 @pytest.mark.skipif(not probe.HAS_WAIT_METHOD, reason="aiohttp < 3.10.11 queues in connect()")
-async def test_default_connector_adds_no_coroutine_to_connect(providers: Providers) -> None:
+async def test_default_connector_adds_no_coroutine_to_connect(telemetry: Telemetry) -> None:
     """By default connect() is aiohttp's own: the plugin adds no coroutine per request.
     Options that need every acquisition seen hook it; a subclass's connect() stays."""
-    default = OpenTelemetryTCPConnector(tracer_provider=providers.tp, meter_provider=providers.mp)
-    per_lease = OpenTelemetryTCPConnector(meter_provider=providers.mp, record_hold_time=True)
+    default = telemetry.connector()
+    per_lease = OpenTelemetryTCPConnector(
+        meter_provider=telemetry.meter_provider, record_hold_time=True
+    )
 
     class Own(OpenTelemetryTCPConnector):
         async def connect(self, *args: Any, **kwargs: Any) -> Any:
             return await super().connect(*args, **kwargs)
 
-    own = Own(meter_provider=providers.mp)
+    own = Own(meter_provider=telemetry.meter_provider)
     try:
         # Nothing on the instances: a class-level patch of connect() (mock.patch) works.
         for c in (default, per_lease, own):
@@ -206,7 +154,7 @@ async def test_default_connector_adds_no_coroutine_to_connect(providers: Provide
 
 
 async def test_eof_releases_are_classified_without_the_stack(
-    providers: Providers, base_url: str, monkeypatch: pytest.MonkeyPatch
+    telemetry: Telemetry, base_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Releases by EOF (every request of the mix) take the two-read test, never the
     stack walk that names the rarer releases."""
@@ -218,10 +166,10 @@ async def test_eof_releases_are_classified_without_the_stack(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(hooks, "classify_by_caller", counting)
-    connector = OpenTelemetryTCPConnector(meter_provider=providers.mp)
+    connector = OpenTelemetryTCPConnector(meter_provider=telemetry.meter_provider)
     async with aiohttp.ClientSession(connector=connector) as session:
         await _request_mix(session, base_url, rounds=2)
-        resp = await session.get(f"{base_url}/body")  # released before EOF: walks
+        resp = await session.get(f"{base_url}/soon")  # released before EOF: walks
         resp.release()
         stats = connector.statistics()
     expected_walks = 0 if probe.EXPLICIT_SHOULD_CLOSE else sum(stats.releases.values())
@@ -230,10 +178,10 @@ async def test_eof_releases_are_classified_without_the_stack(
     assert stats.releases[ReleaseReason.RELEASE] == 1
 
 
-async def test_trap_catches_an_instrument_call(trap: Trap, providers: Providers) -> None:
+async def test_trap_catches_an_instrument_call(trap: Trap, telemetry: Telemetry) -> None:
     """The trap itself works (guards the test above against a vacuous pass)."""
-    counter = providers.mp.get_meter("t").create_counter("c")
-    histogram = providers.mp.get_meter("t").create_histogram("h")
+    counter = telemetry.meter_provider.get_meter("t").create_counter("c")
+    histogram = telemetry.meter_provider.get_meter("t").create_histogram("h")
     trap.armed = True
     with pytest.raises(AssertionError):
         counter.add(1)
@@ -243,12 +191,10 @@ async def test_trap_catches_an_instrument_call(trap: Trap, providers: Providers)
 
 
 async def test_record_hold_time_is_the_only_per_release_instrument(
-    providers: Providers, base_url: str, trap: Trap
+    telemetry: Telemetry, base_url: str, trap: Trap
 ) -> None:
     """The opt-in option does what it costs: one histogram record per release."""
-    connector = OpenTelemetryTCPConnector(
-        tracer_provider=providers.tp, meter_provider=providers.mp, record_hold_time=True
-    )
+    connector = telemetry.connector(record_hold_time=True)
     async with aiohttp.ClientSession(connector=connector) as session:
         async with session.get(f"{base_url}/small") as resp:
             await resp.read()
@@ -261,28 +207,26 @@ async def test_record_hold_time_is_the_only_per_release_instrument(
 
 
 async def test_no_span_for_a_reused_unqueued_acquisition(
-    providers: Providers, base_url: str
+    telemetry: Telemetry, base_url: str
 ) -> None:
-    connector = OpenTelemetryTCPConnector(
-        limit=10, tracer_provider=providers.tp, meter_provider=providers.mp
-    )
-    tracer = providers.tp.get_tracer("test")
+    connector = telemetry.connector(limit=10)
+    tracer = telemetry.tracer_provider.get_tracer("test")
     async with aiohttp.ClientSession(connector=connector) as session:
         with tracer.start_as_current_span("warm-up"):
             async with session.get(f"{base_url}/small") as resp:
                 await resp.read()
         # The dial was traced: create + lease under the sampled parent.
-        assert sorted(providers.span_names()) == [
+        assert sorted(span_names(telemetry)) == [
             "aiohttp.connection.create",
             "aiohttp.connection.lease",
             "warm-up",
         ]
-        providers.spans.clear()
+        telemetry.spans_exporter.clear()
         with tracer.start_as_current_span("request"):  # sampled parent, like an HTTP span
             await _request_mix(session, base_url, rounds=3)
         assert connector.statistics().created <= 4
 
-    names = providers.span_names()
+    names = span_names(telemetry)
     dialled = connector.statistics().created - 1
     # Only the concurrent rounds may dial (they need up to 4 connections); a reused,
     # unqueued acquisition makes no span at all.
@@ -292,22 +236,20 @@ async def test_no_span_for_a_reused_unqueued_acquisition(
 
 
 async def test_trace_all_leases_gives_one_lease_span_per_request(
-    providers: Providers, base_url: str
+    telemetry: Telemetry, base_url: str
 ) -> None:
-    connector = OpenTelemetryTCPConnector(
-        tracer_provider=providers.tp, meter_provider=providers.mp, trace_all_leases=True
-    )
+    connector = telemetry.connector(trace_all_leases=True)
     async with aiohttp.ClientSession(connector=connector) as session:
         for _ in range(3):
             async with session.get(f"{base_url}/small") as resp:
                 await resp.read()
-    names = providers.span_names()
+    names = span_names(telemetry)
     assert names.count("aiohttp.connection.lease") == 3
     assert names.count("aiohttp.connection.create") == 1
 
 
-async def test_the_connector_adds_no_trace_config(providers: Providers) -> None:
-    connector = OpenTelemetryTCPConnector(tracer_provider=providers.tp, meter_provider=providers.mp)
+async def test_the_connector_adds_no_trace_config(telemetry: Telemetry) -> None:
+    connector = telemetry.connector()
     session = aiohttp.ClientSession(connector=connector)
     try:
         assert session._trace_configs == []
@@ -316,19 +258,13 @@ async def test_the_connector_adds_no_trace_config(providers: Providers) -> None:
 
 
 async def test_the_instrumentor_adds_no_trace_config_and_builds_no_connector(
-    providers: Providers,
+    telemetry: Telemetry,
 ) -> None:
     pytest.importorskip("opentelemetry.instrumentation")
-    from aiohttp_pool_otel import AioHttpConnectionPoolInstrumentor
-
-    instrumentor = AioHttpConnectionPoolInstrumentor()
-    instrumentor.instrument(tracer_provider=providers.tp, meter_provider=providers.mp)
-    try:
+    with telemetry.instrumentor():
         session = aiohttp.ClientSession()
         try:
             assert type(session.connector) is aiohttp.TCPConnector
             assert session._trace_configs == []
         finally:
             await session.close()
-    finally:
-        instrumentor.uninstrument()

@@ -1,6 +1,6 @@
-"""Issue 12: the plugin covers every aiohttp connector and is invisible to everyone else.
+"""The plugin covers every aiohttp connector and is invisible to everyone else.
 
-One test (or one parametrized family) per finding of the issue, against real aiohttp
+One test (or one parametrized family) per case a user found, against real aiohttp
 servers on 127.0.0.1, with ``AioHttpConnectionPoolInstrumentor`` active through the
 ``pool_instrumentor`` fixture (in-memory providers; always uninstrumented afterwards).
 
@@ -26,7 +26,7 @@ import logging
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 from unittest import mock
 
 import aiohttp
@@ -41,10 +41,11 @@ from opentelemetry.instrumentation.utils import (
 )
 from opentelemetry.sdk.trace import ReadableSpan
 
-import aiohttp_pool_otel
-from aiohttp_pool_otel import AioHttpConnectionPoolInstrumentor
+from aiohttp_pool_otel import AioHttpConnectionPoolInstrumentor, pool_statistics
 
 from .conftest import Server, Telemetry, start_server
+from .rig.reads import get_body
+from .rig.waiting import quiet_point
 
 RELEASES = "aiohttp.client.connection.releases"
 SPAN_WAIT = "aiohttp.connection.wait"
@@ -113,19 +114,6 @@ def instrumented(pool_instrumentor: PoolInstrumentor) -> PoolInstrumentor:
     return pool_instrumentor
 
 
-def pool_statistics(connector: Optional[aiohttp.BaseConnector]) -> Any:
-    """aiohttp_pool_otel.pool_statistics(connector), failing clearly where it is missing."""
-    function = getattr(aiohttp_pool_otel, "pool_statistics", None)
-    assert function is not None, "aiohttp_pool_otel.pool_statistics() is missing (issue 12)"
-    return function(connector)
-
-
-async def quiet() -> None:
-    """A quiet point: let loop callbacks turn the last releases into telemetry."""
-    for _ in range(5):
-        await asyncio.sleep(0)
-
-
 def releases_recorded(telemetry: Telemetry) -> int:
     return sum(int(value) for _, value in telemetry.metrics().get(RELEASES, []))
 
@@ -136,11 +124,6 @@ def pool_spans(telemetry: Telemetry) -> list[ReadableSpan]:
 
 def span_names(spans: list[ReadableSpan]) -> list[str]:
     return sorted(s.name for s in spans)
-
-
-async def read(session: aiohttp.ClientSession, url: str) -> bytes:
-    async with session.get(url) as resp:
-        return await resp.read()
 
 
 def shadowing(connector: aiohttp.BaseConnector) -> set[str]:
@@ -198,7 +181,7 @@ async def check_four_requests_covered(
 ) -> None:
     for _ in range(4):
         assert await fetch() == b"hello"
-    await quiet()
+    await quiet_point()
     stats = pool_statistics(connector)
     assert stats is not None, "a plain connector used while instrumented is covered"
     assert sum(stats.releases.values()) == 4
@@ -214,7 +197,7 @@ async def test_session_given_a_plain_connector_is_covered(
         assert session.connector is connector  # the user's connector, not a replacement
         assert type(connector) is aiohttp.TCPConnector
         await check_four_requests_covered(
-            telemetry, connector, lambda: read(session, server.url("/small"))
+            telemetry, connector, lambda: get_body(session, server.url("/small"))
         )
         assert pool_statistics(connector).limit == 3
 
@@ -226,7 +209,7 @@ async def test_connector_created_before_instrument_is_covered(
     async with aiohttp.ClientSession(connector=connector) as session:
         pool_instrumentor.instrument()
         await check_four_requests_covered(
-            telemetry, connector, lambda: read(session, server.url("/small"))
+            telemetry, connector, lambda: get_body(session, server.url("/small"))
         )
 
 
@@ -283,7 +266,7 @@ async def test_class_patch_of_connect_after_the_connector_exists_is_honoured(
     baseline = shadowing(aiohttp.TCPConnector())  # aiohttp's own (``_closed``), for reference
     async with aiohttp.ClientSession(connector=connector) as session:
         # Used first, so whatever per-connector state the plugin keeps already exists.
-        assert await read(session, server.url("/small")) == b"hello"
+        assert await get_body(session, server.url("/small")) == b"hello"
         assert pool_statistics(connector) is not None, "the connector is covered"
         patch = (
             mock.patch("aiohttp.client.TCPConnector.connect", side_effect=Patched())
@@ -292,10 +275,10 @@ async def test_class_patch_of_connect_after_the_connector_exists_is_honoured(
         )
         with patch as patched:
             with pytest.raises(Patched):
-                await read(session, server.url("/small"))
+                await get_body(session, server.url("/small"))
             assert patched.called, "the class-level patch was bypassed"
         # Unpatched again: requests work as before.
-        assert await read(session, server.url("/small")) == b"hello"
+        assert await get_body(session, server.url("/small")) == b"hello"
         assert shadowing(connector) - baseline == set(), "no instance attribute hides a class one"
 
 
@@ -318,7 +301,7 @@ def run_session_with_loop_argument() -> LoopObservation:
             warnings.simplefilter("always")
             session = aiohttp.ClientSession(loop=loop)
         try:
-            body = loop.run_until_complete(read(session, srv.url("/small")))
+            body = loop.run_until_complete(get_body(session, srv.url("/small")))
             connector_type = type(session.connector)
         finally:
             loop.run_until_complete(session.close())
@@ -395,7 +378,7 @@ async def test_ssl_shutdown_timeout_behaves_as_without_the_plugin(
 async def pool_scenario(session: aiohttp.ClientSession, server: Server) -> None:
     """One dial with a DNS lookup (``localhost``), one acquisition queued behind it."""
     url = server.url("/late", host="localhost")  # the body takes 200 ms: the second waits
-    bodies = await asyncio.gather(read(session, url), read(session, url))
+    bodies = await asyncio.gather(get_body(session, url), get_body(session, url))
     assert bodies == [b"0123456789"] * 2
 
 
@@ -447,26 +430,36 @@ async def one_dial(
     else:
         connector = telemetry.connector(**options)
     async with aiohttp.ClientSession(connector=connector) as session:
-        assert await read(session, url) == b"hello"
+        assert await get_body(session, url) == b"hello"
     return connector
 
 
 ROUTES = ["instrumentor", "opentelemetry-connector"]
+EXCLUDED_URLS = "OTEL_PYTHON_AIOHTTP_CLIENT_EXCLUDED_URLS"
+
+
+@pytest.fixture
+def small_excluded(
+    pool_instrumentor: PoolInstrumentor, telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request instrumentation active, with /small excluded from its spans (the
+    contrib reads the variable per session; the pool_instrumentor fixture undoes it)."""
+    monkeypatch.setenv(EXCLUDED_URLS, "/small")
+    AioHttpClientInstrumentor().instrument(tracer_provider=telemetry.tracer_provider)
 
 
 @pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.usefixtures("small_excluded")
 async def test_no_root_pool_span_for_an_excluded_url(
     route: str, pool_instrumentor: PoolInstrumentor, telemetry: Telemetry, server: Server,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    monkeypatch.setenv("OTEL_PYTHON_AIOHTTP_CLIENT_EXCLUDED_URLS", "/small")
-    AioHttpClientInstrumentor().instrument(tracer_provider=telemetry.tracer_provider)
     await one_dial(route, telemetry, pool_instrumentor, server.url("/small"))
     assert [s.name for s in telemetry.spans() if s.name == "GET"] == []  # excluded indeed
     assert root_pool_spans(telemetry) == []
     # Not excluded (the contrib reads the variable per session): the pool spans are there,
     # under the request span.
-    monkeypatch.delenv("OTEL_PYTHON_AIOHTTP_CLIENT_EXCLUDED_URLS")
+    monkeypatch.delenv(EXCLUDED_URLS)
     await one_dial(route, telemetry, pool_instrumentor, server.url("/small"))
     (request,) = [s for s in telemetry.spans() if s.name == "GET"]
     spans = pool_spans(telemetry)
@@ -511,12 +504,10 @@ async def test_root_spans_false_makes_pool_spans_only_under_a_current_span(
 
 
 @pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.usefixtures("small_excluded")
 async def test_root_spans_true_makes_pool_spans_even_for_an_excluded_url(
-    route: str, pool_instrumentor: PoolInstrumentor, telemetry: Telemetry, server: Server,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
-    monkeypatch.setenv("OTEL_PYTHON_AIOHTTP_CLIENT_EXCLUDED_URLS", "/small")
-    AioHttpClientInstrumentor().instrument(tracer_provider=telemetry.tracer_provider)
+    route: str, pool_instrumentor: PoolInstrumentor, telemetry: Telemetry, server: Server
+) -> None:
     await one_dial(route, telemetry, pool_instrumentor, server.url("/small"), root_spans=True)
     assert root_pool_spans(telemetry) == [SPAN_CREATE, SPAN_LEASE]
 
@@ -652,14 +643,14 @@ async def test_uninstrument_restores_aiohttp_exactly(
     # Used while instrumented (anything patched lazily on first use is patched by now).
     connector = aiohttp.TCPConnector(limit=1)
     async with aiohttp.ClientSession(connector=connector) as session:
-        await asyncio.gather(*(read(session, server.url("/small")) for _ in range(3)))
+        await asyncio.gather(*(get_body(session, server.url("/small")) for _ in range(3)))
     for name in uninstrument_order:
         do[name][1]()
     assert changed_since(before) == []
     # And aiohttp works as before: no pool telemetry from a new connector.
     spans_before = len(telemetry.spans())
     async with aiohttp.ClientSession() as session:
-        assert await read(session, server.url("/small")) == b"hello"
+        assert await get_body(session, server.url("/small")) == b"hello"
         assert pool_statistics(session.connector) is None
     assert len(telemetry.spans()) == spans_before
 
@@ -679,10 +670,10 @@ async def test_opentelemetry_connector_under_the_instrumentor_counts_once(
     connector = telemetry.connector(limit=2)
     async with session_of(connector) as session:
         url = server.url("/late")  # 200 ms bodies: two at once dial two connections
-        await asyncio.gather(read(session, url), read(session, url))
+        await asyncio.gather(get_body(session, url), get_body(session, url))
         for _ in range(4):
-            await read(session, server.url("/small"))
-        await quiet()
+            await get_body(session, server.url("/small"))
+        await quiet_point()
         stats = connector.statistics()
         assert sum(stats.releases.values()) == 6
         assert stats.created == 2

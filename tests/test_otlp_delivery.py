@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import pytest
 from aiohttp_pool_otel.otlp import configure_otlp, resolve_protocol
 
 from .rig.otlp_receivers import GrpcOtlpReceiver, HttpOtlpReceiver, Received
+from .rig.ports import unused_port
 
 DELIVERED = re.compile(
     r"^OTLP: delivered to (\S+) \((grpc|http/protobuf)\): (\d+) of (\d+) spans and (\d+) "
@@ -35,12 +35,6 @@ def demo(*args: str) -> subprocess.CompletedProcess[str]:
 
 def points(rx: Received) -> int:
     return sum(len(getattr(m, str(m.WhichOneof("data"))).data_points) for m in rx.metrics())
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -95,7 +89,7 @@ def check_nothing_delivered(done: subprocess.CompletedProcess[str]) -> None:
 
 
 def test_demo_without_a_collector_fails_in_one_line() -> None:
-    done = demo("--otlp", f"http://127.0.0.1:{closed_port()}", "--protocol", "grpc")
+    done = demo("--otlp", f"http://127.0.0.1:{unused_port()}", "--protocol", "grpc")
     check_nothing_delivered(done)
 
 

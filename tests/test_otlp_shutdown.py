@@ -3,7 +3,6 @@ when the Collector is down (a closed port) or accepts and never answers."""
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 
@@ -11,17 +10,12 @@ import pytest
 
 from aiohttp_pool_otel.otlp import DEFAULT_SHUTDOWN_TIMEOUT, configure_otlp
 
+from .rig.ports import unused_port
 from .rig.silent_listener import SilentListener
 
 SHUTDOWN_TIMEOUT = 1.0
 # Generous: the bound is the timeout; the slack is for a busy shared machine.
 BOUND = 3 * SHUTDOWN_TIMEOUT + 5.0
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -54,7 +48,7 @@ def shutdown_time(port: int, protocol: str) -> tuple[float, bool, int]:
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 def test_shutdown_is_bounded_with_the_collector_down(protocol: str) -> None:
-    elapsed, finished, delivered = shutdown_time(closed_port(), protocol)
+    elapsed, finished, delivered = shutdown_time(unused_port(), protocol)
     assert elapsed < BOUND, f"shutdown took {elapsed:.1f} s"
     assert delivered == 0
     assert finished is False  # it says it gave up rather than pretending

@@ -4,23 +4,23 @@ every query of the Grafana dashboard, returns the expected data."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import math
 import os
 import pathlib
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import pytest
 
-from aiohttp_pool_otel import OpenTelemetryTCPConnector, ReleaseReason
+from aiohttp_pool_otel import OpenTelemetryTCPConnector
 
 from .conftest import Server
 from .rig.dashboard import fill, panel_queries
 from .rig.docs import code_blocks, user_docs
+from .rig.leaks import leak_a_response
 from .rig.prometheus import PrometheusServer, prometheus_binary
+from .rig.traffic import steady_traffic
 
 pytestmark = pytest.mark.prometheus
 
@@ -78,18 +78,9 @@ async def test_prometheus_sees_the_pool(
         pool_name="prom",
     )
     port = server2.port
-    async with aiohttp.ClientSession(connector=connector) as session:
-        # Steady queued traffic to one host (histograms, rates), bounded in time.
-        stop = asyncio.Event()
-
-        async def worker() -> None:
-            for _ in range(400):
-                if stop.is_set():
-                    return
-                async with session.get(server.url("/late")) as resp:
-                    await resp.read()
-
-        workers = [asyncio.create_task(worker()) for _ in range(4)]
+    async with aiohttp.ClientSession(connector=connector) as session, steady_traffic(
+        session, server.url("/late"), workers=4, rounds=400
+    ):  # steady queued traffic to one host (histograms, rates), bounded in time
         # The other host: both slots held by endless bodies, two requests queued.
         held = [await session.get(server2.url("/endless")) for _ in range(2)]
         queued = [asyncio.create_task(session.get(server2.url("/small"))) for _ in range(2)]
@@ -137,18 +128,7 @@ async def test_prometheus_sees_the_pool(
         assert 0.1 <= scalar(p50) <= 5.0
 
         # A leaked response, garbage-collected: the docs' leak query needs one.
-        leaked = await session.get(server2.url("/cut"))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
-            del leaked
-            gc.collect()
-        # Wait (bounded) until the plugin counted the gc release, instead of a fixed sleep.
-        for _ in range(300):
-            if connector.statistics().releases.get(ReleaseReason.GC, 0) >= 1:
-                break
-            await asyncio.sleep(0.1)
-            gc.collect()
-        assert connector.statistics().releases.get(ReleaseReason.GC, 0) >= 1
+        assert await leak_a_response(session, server2.url("/cut"), connector) == 1
 
         # Every query of the Grafana dashboard and of the docs returns data here.
         queries = [fill(q.expr) for q in panel_queries()]  # every variable at All
@@ -162,6 +142,4 @@ async def test_prometheus_sees_the_pool(
             # and off the loop, which keeps serving the workers and the plugin's callbacks.
             if not await asyncio.to_thread(prometheus.wait_for, expr, bool, 60):
                 empty.append(expr)
-        stop.set()
-        await asyncio.gather(*workers)
     assert empty == []

@@ -64,7 +64,7 @@ def test_private_aiohttp_internals_are_touched_in_the_adapter_only() -> None:
 
 def test_a_base_install_imports_everything_and_names_the_missing_extra() -> None:
     """Without opentelemetry-instrumentation (a base install), ``import *`` works and
-    using the instrumentor says, in one line, which extra to install (issue 13)."""
+    using the instrumentor says, in one line, which extra to install."""
     import subprocess
     import sys
 

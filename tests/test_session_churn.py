@@ -41,7 +41,7 @@ def make_connector(request: pytest.FixtureRequest, telemetry: Telemetry) -> Iter
     if request.param == "connector":
         yield telemetry.connector
         return
-    with telemetry.instrumented():
+    with telemetry.instrumentor():
         yield aiohttp.TCPConnector
 
 

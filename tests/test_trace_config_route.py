@@ -1,5 +1,5 @@
 """The public-signals-only route: ``create_pool_trace_config()`` with a plain aiohttp
-connector, and its silence next to the connector or the instrumentor (issue 12).
+connector, and its silence next to the connector or the instrumentor.
 
 Real aiohttp servers on 127.0.0.1; in-memory exporters."""
 
@@ -13,15 +13,23 @@ from typing import Any
 import aiohttp
 import pytest
 
-from aiohttp_pool_otel import AioHttpConnectionPoolInstrumentor, pool_statistics
+from aiohttp_pool_otel import pool_statistics
 from aiohttp_pool_otel import semconv as sc
 
 from .conftest import Server, Telemetry
+from .rig.reads import get_bodies
 
 
-async def _read(session: aiohttp.ClientSession, url: str) -> bytes:
-    async with session.get(url) as resp:
-        return await resp.read()
+async def three_at_once(
+    telemetry: Telemetry, connector: aiohttp.BaseConnector, server: Server
+) -> list[bytes]:
+    """Three GETs at once of a name (DNS is resolved) through ``connector`` and the trace
+    config: with ``limit_per_host=1`` one dials, two queue and then reuse."""
+    url = f"http://localhost:{server.port}/small"
+    async with aiohttp.ClientSession(
+        connector=connector, trace_configs=[telemetry.trace_config()]
+    ) as session:
+        return await get_bodies(session, url, 3)
 
 
 def _value(points: list[tuple[dict[str, Any], Any]]) -> int:
@@ -32,13 +40,9 @@ async def test_plain_connector_gets_wait_create_dns_spans_and_counters(
     telemetry: Telemetry, server: Server
 ) -> None:
     connector = aiohttp.TCPConnector(limit_per_host=1, family=socket.AF_INET)
-    url = f"http://localhost:{server.port}/small"  # a name: DNS is resolved
     tracer = telemetry.tracer_provider.get_tracer("test")
-    async with aiohttp.ClientSession(
-        connector=connector, trace_configs=[telemetry.trace_config()]
-    ) as session:
-        with tracer.start_as_current_span("work"):
-            bodies = await asyncio.gather(*(_read(session, url) for _ in range(3)))
+    with tracer.start_as_current_span("work"):
+        bodies = await three_at_once(telemetry, connector, server)
     assert bodies == [b"hello"] * 3
     # No private-API code ran: the connector has no plugin state at all.
     assert pool_statistics(connector) is None
@@ -81,11 +85,7 @@ async def test_next_to_the_connector_nothing_is_emitted_twice(
     telemetry: Telemetry, server: Server
 ) -> None:
     connector = telemetry.connector(limit_per_host=1, family=socket.AF_INET)
-    url = f"http://localhost:{server.port}/small"
-    async with aiohttp.ClientSession(
-        connector=connector, trace_configs=[telemetry.trace_config()]
-    ) as session:
-        await asyncio.gather(*(_read(session, url) for _ in range(3)))
+    assert await three_at_once(telemetry, connector, server) == [b"hello"] * 3
     names = Counter(s.name for s in telemetry.spans())
     assert (names[sc.SPAN_CREATE], names[sc.SPAN_DNS], names[sc.SPAN_WAIT]) == (1, 1, 2)
     m = telemetry.metrics()
@@ -98,19 +98,9 @@ async def test_next_to_the_connector_nothing_is_emitted_twice(
 async def test_next_to_the_instrumentor_nothing_is_emitted_twice(
     telemetry: Telemetry, server: Server
 ) -> None:
-    instrumentor = AioHttpConnectionPoolInstrumentor()
-    instrumentor.instrument(
-        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
-    )
-    try:
+    with telemetry.instrumentor():
         connector = aiohttp.TCPConnector(limit_per_host=1, family=socket.AF_INET)
-        url = f"http://localhost:{server.port}/small"
-        async with aiohttp.ClientSession(
-            connector=connector, trace_configs=[telemetry.trace_config()]
-        ) as session:
-            await asyncio.gather(*(_read(session, url) for _ in range(3)))
-    finally:
-        instrumentor.uninstrument()
+        assert await three_at_once(telemetry, connector, server) == [b"hello"] * 3
     names = Counter(s.name for s in telemetry.spans())
     assert (names[sc.SPAN_CREATE], names[sc.SPAN_DNS], names[sc.SPAN_WAIT]) == (1, 1, 2)
 

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -15,11 +14,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from .ports import unused_port
 
 
 def prometheus_binary() -> Optional[str]:
@@ -48,7 +43,7 @@ class PrometheusServer:
         self.rule_files = [os.path.abspath(f) for f in rule_files]
         self.scrape_interval = scrape_interval
         self.evaluation_interval = evaluation_interval
-        self.port = free_port()
+        self.port = unused_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._dir = tempfile.mkdtemp(prefix="prom-")
         self._proc: Optional[subprocess.Popen[bytes]] = None

@@ -1,18 +1,18 @@
-"""Issue 11, defect 6: a host's state gauges are reported at every collection while the
+"""A host's state gauges are reported at every collection while the
 connector lives, also when its pool is momentarily empty (``available`` must not vanish
 exactly when the pool is entirely free); a closed connector reports nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 
 from aiohttp_pool_otel import semconv as sc
 
 from .conftest import Server, Telemetry
-from .exactness_helpers import STATE_GAUGES, Collection, collect, quiet_point
+from .rig.metric_points import STATE_GAUGES, Collection, collect
+from .rig.reads import get_bodies, get_body
+from .rig.waiting import quiet_point
 
 
 def _host_state(m: Collection, port: int) -> dict[str, float]:
@@ -37,18 +37,13 @@ def _expected_empty(limit_per_host: int) -> dict[str, float]:
     }
 
 
-async def _read(session: aiohttp.ClientSession, url: str) -> None:
-    async with session.get(url) as resp:
-        await resp.read()
-
-
 async def test_gauges_of_an_emptied_pool_are_still_reported(
     telemetry: Telemetry, server: Server
 ) -> None:
     # force_close: after the burst, the host has no active and no idle connection.
     connector = telemetry.connector(limit_per_host=5, force_close=True)
     async with aiohttp.ClientSession(connector=connector) as session:
-        await asyncio.gather(*(_read(session, server.url("/small")) for _ in range(12)))
+        assert await get_bodies(session, server.url("/small"), 12) == [b"hello"] * 12
         await quiet_point()
         host = connector.statistics().hosts[("127.0.0.1", server.port, "http")]
         assert (host.active, host.idle, host.available) == (0, 0, 5), host
@@ -64,7 +59,7 @@ async def test_a_short_run_reports_state_gauges(telemetry: Telemetry, server: Se
     collection still shows the host's state."""
     connector = telemetry.connector(limit_per_host=3)
     async with aiohttp.ClientSession(connector=connector) as session:
-        await _read(session, server.url("/close"))
+        assert await get_body(session, server.url("/close")) == b"bye"
         await quiet_point()
         state = _host_state(collect(telemetry.reader), server.port)
         assert state == _expected_empty(3), state

@@ -20,7 +20,7 @@ from aiohttp_pool_otel import OpenTelemetryTCPConnector, ReleaseReason
 from aiohttp_pool_otel import semconv as sc
 
 from .conftest import Server, Telemetry
-from .exactness_helpers import wait_until
+from .rig.waiting import wait_until
 
 
 async def test_connector_shared_by_two_sessions(telemetry: Telemetry, server: Server) -> None:
@@ -163,14 +163,27 @@ async def test_broken_telemetry_never_changes_the_requests(
     assert stats.created + stats.reused == 6
 
 
-def test_connector_gc_without_close_does_not_raise(telemetry: Telemetry) -> None:
+def test_connector_gc_without_close_does_not_raise(
+    telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import gc
+    import sys
     import warnings
+    import weakref
+
+    # What a finalizer raises is not raised to anyone: Python hands it to this hook.
+    unraisable: list[str] = []
+    monkeypatch.setattr(
+        sys, "unraisablehook", lambda u: unraisable.append(f"{u.exc_type.__name__}: {u.exc_value}")
+    )
+    refs: list[weakref.ref[OpenTelemetryTCPConnector]] = []
 
     async def make() -> None:
-        telemetry.connector()
+        refs.append(weakref.ref(telemetry.connector()))
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         asyncio.run(make())
         gc.collect()
+    assert refs[0]() is None, "the unclosed connector was collected"
+    assert unraisable == []

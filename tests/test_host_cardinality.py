@@ -1,4 +1,4 @@
-"""Issue 11, defect 3: ``max_hosts`` bounds what is exported, every instrument included.
+"""``max_hosts`` bounds what is exported, every instrument included.
 
 No instrument (gauges, counters, histograms) may ever carry more than ``max_hosts`` + 1
 (``_OTHER``) distinct host attribute sets per connector, and the first ``max_hosts`` hosts
@@ -21,14 +21,8 @@ import pytest
 from aiohttp_pool_otel import semconv as sc
 
 from .conftest import Telemetry
-from .exactness_helpers import (
-    Collection,
-    close_servers,
-    collect,
-    gather_bounded,
-    port_of,
-    start_canned_servers,
-)
+from .rig.canned_servers import close_servers, gather_bounded, port_of, start_canned_servers
+from .rig.metric_points import Collection, collect
 
 SDK_DEFAULT_CARDINALITY_LIMIT = 2000
 OVERFLOW = "otel.metric.overflow"

@@ -1,4 +1,4 @@
-"""Issue 11, defect 5: every span the plugin starts ends exactly once, whatever the
+"""Every span the plugin starts ends exactly once, whatever the
 providers, the server or the caller do: the connector closed during a dial, a meter whose
 histogram ``record`` raises, a caller's cancellation while dialling, GC of an unclosed
 response. A span processor counts ``on_start`` / ``on_end`` per span id.
@@ -11,21 +11,33 @@ import contextlib
 import gc
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.abc import AbstractResolver
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import StatusCode, Tracer
 
 from aiohttp_pool_otel import OpenTelemetryTCPConnector
 from aiohttp_pool_otel import semconv as sc
 
-from .conftest import Server, Telemetry, start_server
-from .exactness_helpers import HostileMeterProvider, SpanLedger, books, quiet_point, wait_until
+from .conftest import Server, Telemetry
+from .rig.hostile_meter import HostileMeterProvider
+from .rig.pool_books import assert_books_balance
+from .rig.resolvers import loopback_answer
+from .rig.spans import SpanLedger
+from .rig.waiting import quiet_point, wait_until
 
 # A name only our resolver knows; it resolves to the loopback server.
 HOST = "pool-otel-exactness.test"
+
+
+async def traced_get(session: aiohttp.ClientSession, tracer: Tracer, url: str) -> bytes:
+    """GET ``url`` under a "request" span; its body."""
+    with tracer.start_as_current_span("request"):
+        async with session.get(url) as resp:
+            return await resp.read()
 
 
 class GateResolver(AbstractResolver):
@@ -41,10 +53,7 @@ class GateResolver(AbstractResolver):
     ) -> list[dict[str, Any]]:  # aiohttp's ResolveResult (3.10+): a dict
         self.entered.set()
         await asyncio.wait_for(self.gate.wait(), 15)  # bounded
-        return [
-            {"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET,
-             "proto": 0, "flags": socket.AI_NUMERICHOST}
-        ]  # fmt: skip
+        return loopback_answer(host, port)
 
     async def close(self) -> None:
         pass
@@ -57,65 +66,66 @@ def ledger(telemetry: Telemetry) -> SpanLedger:
     return led
 
 
+@dataclass
+class DialInProgress:
+    """A traced request whose dial is held in its DNS lookup until ``resolver.gate``
+    opens."""
+
+    resolver: GateResolver
+    connector: OpenTelemetryTCPConnector
+    session: aiohttp.ClientSession
+    request: asyncio.Future[bytes]
+
+
 @pytest.fixture
-async def srv() -> AsyncIterator[Server]:
-    s = await start_server()
-    yield s
-    await s.runner.cleanup()
+async def dial_in_progress(
+    telemetry: Telemetry, ledger: SpanLedger, server: Server
+) -> AsyncIterator[DialInProgress]:
+    """A dial in progress (after the ledger is watching); the session closed after."""
+    resolver = GateResolver()
+    connector = telemetry.connector(resolver=resolver, use_dns_cache=False)
+    session = aiohttp.ClientSession(connector=connector)
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    request = asyncio.ensure_future(
+        traced_get(session, tracer, f"http://{HOST}:{server.port}/small")
+    )
+    await asyncio.wait_for(resolver.entered.wait(), 15)
+    yield DialInProgress(resolver, connector, session, request)
+    resolver.gate.set()
+    await session.close()
 
 
 async def test_connector_closed_during_a_dial_ends_every_span(
-    telemetry: Telemetry, ledger: SpanLedger, srv: Server
+    dial_in_progress: DialInProgress, ledger: SpanLedger
 ) -> None:
-    resolver = GateResolver()
-    connector = telemetry.connector(resolver=resolver, use_dns_cache=False)
-    tracer = telemetry.tracer_provider.get_tracer("test")
-    session = aiohttp.ClientSession(connector=connector)
-
-    async def request() -> Any:
-        with tracer.start_as_current_span("request"):
-            async with session.get(f"http://{HOST}:{srv.port}/small") as resp:
-                return await resp.read()
-
-    task = asyncio.ensure_future(request())
-    await asyncio.wait_for(resolver.entered.wait(), 15)
-    await connector.close()  # while the dial is in progress ...
-    resolver.gate.set()  # ... which then completes: aiohttp drops the new connection
-    result = await asyncio.gather(task, return_exceptions=True)
+    dial = dial_in_progress
+    await dial.connector.close()  # while the dial is in progress ...
+    dial.resolver.gate.set()  # ... which then completes: aiohttp drops the new connection
+    result = await asyncio.gather(dial.request, return_exceptions=True)
     assert isinstance(result[0], aiohttp.ClientError), result
-    await session.close()
+    await dial.session.close()
     await quiet_point()
     assert ledger.unended() == [], f"spans never ended: {ledger.unended()}"
     assert ledger.ended_twice() == []
     creates = ledger.spans(sc.SPAN_CREATE)
     assert len(creates) == 1
     assert creates[0].status.status_code is StatusCode.ERROR, creates[0].status
-    stats = connector.statistics()
+    stats = dial.connector.statistics()
     assert stats.created == stats.closed, stats  # the dropped connection was closed
 
 
 async def test_caller_cancelling_a_dial_ends_every_span(
-    telemetry: Telemetry, ledger: SpanLedger, srv: Server
+    dial_in_progress: DialInProgress, ledger: SpanLedger
 ) -> None:
-    resolver = GateResolver()
-    connector = telemetry.connector(resolver=resolver, use_dns_cache=False)
-    tracer = telemetry.tracer_provider.get_tracer("test")
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def request() -> Any:
-            with tracer.start_as_current_span("request"):
-                async with session.get(f"http://{HOST}:{srv.port}/small") as resp:
-                    return await resp.read()
-
-        task = asyncio.ensure_future(request())
-        await asyncio.wait_for(resolver.entered.wait(), 15)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        resolver.gate.set()
-        await quiet_point()
-        stats = connector.statistics()
-        assert (stats.connecting, stats.active) == (0, 0), stats
+    dial = dial_in_progress
+    dial.request.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await dial.request
+    dial.resolver.gate.set()
+    await quiet_point()
+    stats = dial.connector.statistics()
+    assert (stats.connecting, stats.active) == (0, 0), stats
+    await dial.session.close()
     await quiet_point()
     assert ledger.unended() == [] and ledger.ended_twice() == []
     creates = ledger.spans(sc.SPAN_CREATE)
@@ -123,7 +133,7 @@ async def test_caller_cancelling_a_dial_ends_every_span(
 
 
 async def test_a_histogram_whose_record_raises_leaves_no_span_open(
-    telemetry: Telemetry, ledger: SpanLedger, srv: Server
+    telemetry: Telemetry, ledger: SpanLedger, server: Server
 ) -> None:
     # Spans to the real tracer, metrics to a meter whose every histogram record raises.
     connector = OpenTelemetryTCPConnector(
@@ -134,35 +144,35 @@ async def test_a_histogram_whose_record_raises_leaves_no_span_open(
     )
     tracer = telemetry.tracer_provider.get_tracer("test")
     async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def request(path: str) -> bytes:
-            with tracer.start_as_current_span("request"):
-                async with session.get(srv.url(path)) as resp:
-                    return await resp.read()
-
         # /close: every request dials (create_time), queues behind the others
         # (wait_time) and closes its connection (connection.duration): each a record
         # that raises.
-        bodies = await asyncio.gather(*(request("/close") for _ in range(4)))
-        bodies += await asyncio.gather(*(request("/small") for _ in range(3)))
+        bodies = await asyncio.gather(
+            *(traced_get(session, tracer, server.url("/close")) for _ in range(4))
+        )
+        bodies += await asyncio.gather(
+            *(traced_get(session, tracer, server.url("/small")) for _ in range(3))
+        )
         assert bodies == [b"bye"] * 4 + [b"hello"] * 3  # telemetry never breaks requests
         await quiet_point()
         stats = connector.statistics()
-        assert stats.timeouts == 0 and books(stats)[0] == books(stats)[1], stats
+        assert stats.timeouts == 0, stats
+        assert_books_balance(stats)
     await quiet_point()
     assert ledger.unended() == [], f"spans never ended: {ledger.unended()}"
     assert ledger.ended_twice() == []
-    assert len(ledger.spans(sc.SPAN_WAIT)) >= 3  # the queued acquisitions had spans
+    # Each queued acquisition had its span: 3 behind the first /close, 2 behind /small.
+    assert len(ledger.spans(sc.SPAN_WAIT)) == 5
 
 
 async def test_gc_of_an_unclosed_response_ends_its_lease_span(
-    telemetry: Telemetry, ledger: SpanLedger, srv: Server
+    telemetry: Telemetry, ledger: SpanLedger, server: Server
 ) -> None:
     connector = telemetry.connector(trace_all_leases=True)
     tracer = telemetry.tracer_provider.get_tracer("test")
     async with aiohttp.ClientSession(connector=connector) as session:
         with tracer.start_as_current_span("request"):
-            resp = await session.get(srv.url("/cut"))  # the server drops it mid-body
+            resp = await session.get(server.url("/cut"))  # the server drops it mid-body
         cycle: list[Any] = [resp]
         cycle.append(cycle)  # only the cyclic GC can free it
         del resp, cycle
@@ -170,8 +180,7 @@ async def test_gc_of_an_unclosed_response_ends_its_lease_span(
             lambda: connector.statistics().active == 0 or gc.collect() < 0, what="GC release"
         )
         await quiet_point()
-        stats = connector.statistics()
-        assert books(stats)[0] == books(stats)[1], stats
+        assert_books_balance(connector.statistics())
     await quiet_point()
     assert ledger.unended() == [] and ledger.ended_twice() == []
     leases = ledger.spans(sc.SPAN_LEASE)

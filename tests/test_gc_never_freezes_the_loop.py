@@ -1,4 +1,4 @@
-"""Issue 11, defect 1: garbage collection of unclosed responses must never freeze the loop.
+"""Garbage collection of unclosed responses must never freeze the loop.
 
 aiohttp's finalizer (``ClientResponse.__del__``) releases the connection of a response
 nobody closed. The cyclic GC runs such finalizers at arbitrary allocation points, also on

@@ -21,7 +21,7 @@ from aiohttp_pool_otel import semconv as sc
 from aiohttp_pool_otel._aiohttp.probe import HAS_WAIT_METHOD
 
 from .conftest import Server, Telemetry, body_cut
-from .exactness_helpers import wait_until
+from .rig.waiting import wait_until
 
 
 def points(telemetry: Telemetry, name: str) -> list[tuple[dict[str, Any], Any]]:

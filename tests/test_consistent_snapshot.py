@@ -1,4 +1,4 @@
-"""Issue 11, defect 8: one collection reads one consistent snapshot of the pool.
+"""One collection reads one consistent snapshot of the pool.
 
 The metric reader collects on its own thread while the loop thread churns the pool and
 calls ``statistics()`` again and again. Within any one collection, a host's exported
@@ -20,7 +20,8 @@ import pytest
 from aiohttp_pool_otel import semconv as sc
 
 from .conftest import Server, Telemetry
-from .exactness_helpers import collect, quiet_point
+from .rig.metric_points import collect
+from .rig.waiting import quiet_point
 
 LIMIT_PER_HOST = 2
 COLLECTIONS = 1500  # bounded: the reader thread stops after this many
