@@ -29,7 +29,8 @@ from opentelemetry.sdk.metrics.export import MetricReader
 from aiohttp_pool_otel import PoolStatistics, pool_statistics
 from aiohttp_pool_otel import semconv as sc
 
-from .exactness_helpers import Collection, books, collect
+from .rig.metric_points import Collection, collect
+from .rig.pool_books import books
 
 Outcome = tuple[Any, ...]
 See = Callable[[Optional[aiohttp.BaseConnector]], None]

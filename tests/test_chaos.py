@@ -41,14 +41,11 @@ from aiohttp_pool_otel import OpenTelemetryTCPConnector
 from aiohttp_pool_otel import semconv as sc
 
 from .conftest import Server, Telemetry, start_server
-from .exactness_helpers import (
-    Collection,
-    HostileMeterProvider,
-    SpanLedger,
-    books,
-    collect,
-    quiet_point,
-)
+from .rig.hostile_meter import HostileMeterProvider
+from .rig.metric_points import Collection, collect
+from .rig.pool_books import books
+from .rig.spans import SpanLedger
+from .rig.waiting import quiet_point
 
 LONG = bool(os.environ.get("POOL_OTEL_CHAOS_LONG"))
 SEED = int(os.environ.get("POOL_OTEL_CHAOS_SEED", "20261124"))

@@ -42,10 +42,11 @@ from .client_workloads import (  # noqa: E402
     totals,
 )
 from .conftest import Telemetry, start_server  # noqa: E402
-from .exactness_helpers import collect, quiet_point  # noqa: E402
 from .rig.graphql_server import Library, graphql_app  # noqa: E402
+from .rig.metric_points import collect  # noqa: E402
 from .rig.moto_s3 import MotoS3Server  # noqa: E402
 from .rig.request_log import RequestLog  # noqa: E402
+from .rig.waiting import quiet_point  # noqa: E402
 
 
 @dataclass

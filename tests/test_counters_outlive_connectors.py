@@ -19,7 +19,7 @@ import pytest
 from aiohttp_pool_otel import semconv as sc
 
 from .conftest import Server, Telemetry
-from .exactness_helpers import collect
+from .rig.metric_points import collect
 
 
 class Route:

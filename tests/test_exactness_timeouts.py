@@ -18,7 +18,9 @@ from aiohttp_pool_otel import OpenTelemetryTCPConnector
 from aiohttp_pool_otel import semconv as sc
 
 from .conftest import Server, Telemetry
-from .exactness_helpers import HostileMeterProvider, SpanLedger, quiet_point, wait_until
+from .rig.hostile_meter import HostileMeterProvider
+from .rig.spans import SpanLedger
+from .rig.waiting import quiet_point, wait_until
 
 QUEUED = 6
 

@@ -21,7 +21,8 @@ import pytest
 from aiohttp_pool_otel import semconv as sc
 
 from .conftest import Server, Telemetry
-from .exactness_helpers import SpanLedger, quiet_point, wait_until
+from .rig.spans import SpanLedger
+from .rig.waiting import quiet_point, wait_until
 from .wait_timeout_trials import (
     TIMEOUTS,
     Tally,

@@ -44,7 +44,7 @@ from .rig.pipeline import (
     tags,
     timeline,
 )
-from .test_core_spans import get_text
+from .rig.reads import get_text
 from .test_prometheus import readme_queries
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(UP_TIMEOUT + 600)]

@@ -22,7 +22,7 @@ from aiohttp_pool_otel._aiohttp.hooks import state_of
 from aiohttp_pool_otel._meters import meters_for
 
 from .conftest import Server, Telemetry
-from .exactness_helpers import collect
+from .rig.metric_points import collect
 
 
 @pytest.fixture

@@ -25,7 +25,10 @@ from aiohttp_pool_otel import (
 from aiohttp_pool_otel import semconv as sc
 
 from .conftest import Server, Telemetry, start_server
-from .exactness_helpers import SpanLedger, books, collect, quiet_point, wait_until
+from .rig.metric_points import collect
+from .rig.pool_books import books
+from .rig.spans import SpanLedger
+from .rig.waiting import quiet_point, wait_until
 
 ENDS = ["client-close", "server-close", "dropped", "session-close"]
 

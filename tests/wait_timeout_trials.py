@@ -26,7 +26,8 @@ from aiohttp_pool_otel import OpenTelemetryTCPConnector
 from aiohttp_pool_otel import semconv as sc
 
 from .conftest import Server, Telemetry
-from .exactness_helpers import SpanLedger, quiet_point, wait_until
+from .rig.spans import SpanLedger
+from .rig.waiting import quiet_point, wait_until
 
 # Small timeouts keep a run short; the deadline lands on a loop busy with its peers.
 CONNECT = aiohttp.ClientTimeout(total=5, connect=0.03)
