@@ -41,7 +41,7 @@ def test_every_public_name_has_a_docstring() -> None:
 
 def test_release_reasons_are_the_documented_strings() -> None:
     assert [r.value for r in aiohttp_pool_otel.ReleaseReason] == [
-        "eof", "release", "close", "gc", "error", "connector_closed"
+        "eof", "release", "close", "gc", "error", "connector_closed", "upgrade"
     ]  # fmt: skip
 
 

@@ -104,6 +104,7 @@ class ConnectionRecord:
 
     __slots__ = (
         "created_at",
+        "detached",
         "gc_pending",
         "held_too_long",
         "host",
@@ -128,6 +129,8 @@ class ConnectionRecord:
         # Set by a finalizer that released this connection, until the loop applies
         # the fact: reconciliation must not count that close a second time.
         self.gc_pending = False
+        # Upgraded (a WebSocket): its last lease ended, its close is still to count.
+        self.detached = False
 
 
 class Acquisition:

@@ -37,6 +37,13 @@ _GC_MESSAGE = (
 )
 
 
+_OUTCOME_EVENT = {
+    ReleaseOutcome.POOLED: sc.EVENT_RELEASED,
+    ReleaseOutcome.CLOSED: sc.EVENT_CLOSED,
+    ReleaseOutcome.DETACHED: sc.EVENT_DETACHED,
+}
+
+
 def request_instrumentation_active() -> bool:
     """Whether opentelemetry-instrumentation-aiohttp-client instruments sessions now."""
     module = sys.modules.get("opentelemetry.instrumentation.aiohttp_client")
@@ -131,10 +138,7 @@ class SpanEmitter:
                 attributes[sc.RELEASE_PHASE] = phase.value
                 span.add_event(sc.EVENT_EOF, {sc.RELEASE_PHASE: phase.value})
             span.set_attributes(attributes)
-            pooled = outcome is ReleaseOutcome.POOLED
-            span.add_event(
-                sc.EVENT_RELEASED if pooled else sc.EVENT_CLOSED, {sc.RELEASE_REASON: reason.value}
-            )
+            span.add_event(_OUTCOME_EVENT[outcome], {sc.RELEASE_REASON: reason.value})
             if reason is ReleaseReason.GC:
                 span.set_status(Status(StatusCode.ERROR, _GC_MESSAGE))
             elif reason is ReleaseReason.ERROR:

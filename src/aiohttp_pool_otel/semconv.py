@@ -20,6 +20,7 @@ SPAN_DNS = "aiohttp.dns.resolve"
 EVENT_EOF = "eof"
 EVENT_RELEASED = "released"
 EVENT_CLOSED = "closed"
+EVENT_DETACHED = "detached"
 EVENT_HELD_TOO_LONG = "held_too_long"
 # On a wait span that timed out: one event per pool key (at most 10, busiest first).
 EVENT_POOL_KEY = "pool_key"
@@ -102,6 +103,9 @@ class ReleaseReason(str, enum.Enum):
     """Closed internally without a finished response (send failure, writer error)."""
     CONNECTOR_CLOSED = "connector_closed"
     """The connector (or its owning session) closed while the connection was held."""
+    UPGRADE = "upgrade"
+    """The request upgraded the connection to a WebSocket (``ws_connect``): the lease ends
+    with the handshake, and the connection is the WebSocket's until it closes."""
 
     def __str__(self) -> str:
         return self.value
@@ -123,7 +127,12 @@ class ReleaseOutcome(str, enum.Enum):
     """What happened to the connection: ``aiohttp.connection.release.outcome``."""
 
     POOLED = "pooled"
+    """Back in the pool, idle, for the next request."""
     CLOSED = "closed"
+    """Closed: counted in ``aiohttp.client.connection.closed`` at once."""
+    DETACHED = "detached"
+    """Still open but out of the pool's reuse for good (a WebSocket): it holds its slot
+    of ``limit`` until it closes, and that close is counted then."""
 
     def __str__(self) -> str:
         return self.value

@@ -10,7 +10,9 @@ allocates much: it runs inside finalizers too.
 Timeouts: what the caller gets decides. aiohttp delivers both of its timeouts as a
 cancellation inside ``connect()`` and turns it into ``TimeoutError`` further out,
 so a cancellation is a timeout when aiohttp's own request timer fired (``total``),
-or when the connect deadline, counted from before the hook's first line, passed.
+or when aiohttp's own ``connect`` deadline expired. That deadline is read from its
+timeout context itself, found when the wait starts; a clock the hook starts would
+start late by whatever ran in between (another thread holding the GIL, a collection).
 """
 
 from __future__ import annotations
@@ -41,9 +43,11 @@ _REASON_OF_CALLER: dict[CodeType, ReleaseReason] = {
 _CALLER_DEPTH = 7
 _CONNECTOR_DEL = BaseConnector.__del__.__code__
 _REQUEST_CODES = {ClientSession._request.__code__.co_name, "_connect_and_send_request"}
-# A connect deadline fires when the loop's clock is within its resolution of it; the
-# hook starts its clock a few µs after aiohttp's. A caller's own cancellation in the
-# last millisecond before the deadline is the one case this misnames.
+# Only where aiohttp's deadline cannot be found (an event loop without asyncio's timer
+# heap): the hook's clock starts a few µs after aiohttp's, usually. A caller's own
+# cancellation in the last millisecond before the deadline is then misnamed, and a
+# deadline whose wait started later than this after it (a thread holding the GIL)
+# is missed.
 CONNECT_DEADLINE_SLACK = 0.001
 _current_task = asyncio.current_task
 
@@ -83,19 +87,14 @@ def in_connector_finalizer() -> bool:
     return False
 
 
-def caller_request(depth: int) -> tuple[Any, Optional[str], Optional[float]]:
-    """(request, its method, its connect timeout) of the ``connect()`` ``depth`` frames
+def caller_request(depth: int) -> tuple[Any, Optional[str], Any]:
+    """(request, its method, its ``ClientTimeout``) of the ``connect()`` ``depth`` frames
     up. For the queueing hook, which aiohttp does not give the request."""
     try:
         local = sys._getframe(depth + 1).f_locals
-        req, timeout = local.get("req"), local.get("timeout")
+        req = local.get("req")
         method = getattr(req, "method", None)
-        limit = getattr(timeout, "connect", None)
-        return (
-            req,
-            method if isinstance(method, str) else None,
-            float(limit) if isinstance(limit, (int, float)) and limit > 0 else None,
-        )
+        return req, method if isinstance(method, str) else None, local.get("timeout")
     except Exception:
         return None, None, None
 
@@ -133,16 +132,95 @@ def cancel_requests() -> Optional[int]:
     return int(cancelling()) if cancelling is not None else None
 
 
-def timed_out(exc: BaseException, acq: Acquisition, connect_limit: Optional[float]) -> bool:
+def connect_deadline(loop: asyncio.AbstractEventLoop, timeout: Any) -> Any:
+    """aiohttp's ``connect`` deadline that the current task entered just now: the timeout
+    context whose expiry the caller gets as aiohttp's timeout error. ``None`` when it
+    cannot be found (then the hook's own clock decides).
+
+    Call it before the first await after aiohttp entered the deadline: its timer was
+    then the last one pushed on the loop's heap, so it lies on the path from the
+    heap's last leaf to its root (or, already due, last in the ready queue).
+    """
+    limit = connect_limit(timeout)
+    candidates = _newest_timers(loop) if limit is not None else None
+    if not candidates or limit is None:
+        return None
+    task = _current_task(loop)
+    # aiohttp's deadline is now + limit, rounded up to a second above the threshold.
+    threshold = getattr(timeout, "ceil_threshold", 5)
+    latest = loop.time() + limit + (1.0 if limit > threshold else 0.0) + 1e-6
+    # The latest deadline of this task that aiohttp could have set: a caller's own
+    # timeout around the request was entered earlier, so it ends earlier or after this.
+    found, found_when = None, -1.0
+    for handle in candidates:
+        owner = _deadline_owner(handle, task)
+        when = _deadline_when(owner) if owner is not None else None
+        if when is not None and found_when < when <= latest:
+            found, found_when = owner, when
+    return found
+
+
+def _newest_timers(loop: asyncio.AbstractEventLoop) -> Optional[list[Any]]:
+    """The handles that may have been scheduled last: the ready queue's last one, and the
+    timer heap's path from its last leaf to its root. None without asyncio's heap."""
+    heap: Optional[list[Any]] = getattr(loop, "_scheduled", None)
+    ready = getattr(loop, "_ready", None)
+    if heap is None or ready is None:  # not asyncio's own loop (uvloop)
+        return None
+    candidates = [ready[-1]] if ready else []
+    i = len(heap) - 1
+    while i >= 0:
+        candidates.append(heap[i])
+        i = (i - 1) // 2 if i else -1
+    return candidates
+
+
+def connect_limit(timeout: Any) -> Optional[float]:
+    """The ``connect`` seconds of aiohttp's ``ClientTimeout``, if it has one."""
+    limit = getattr(timeout, "connect", None)
+    return float(limit) if isinstance(limit, (int, float)) and limit > 0 else None
+
+
+def _deadline_owner(handle: Any, task: Any) -> Any:
+    """The timeout context of ``task`` that ``handle`` expires, if it is one."""
+    callback = getattr(handle, "_callback", None)
+    if getattr(callback, "__name__", None) != "_on_timeout":
+        return None
+    owner = getattr(callback, "__self__", None)
+    return owner if getattr(owner, "_task", None) is task else None
+
+
+def _deadline_when(owner: Any) -> Optional[float]:
+    # asyncio.Timeout (Python 3.11+) has when(); the async_timeout package, deadline.
+    when = getattr(owner, "when", None)
+    value = when() if callable(when) else getattr(owner, "deadline", None)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _deadline_expired(deadline: Any) -> bool:
+    expired = deadline.expired
+    return bool(expired() if callable(expired) else expired)
+
+
+def timed_out(
+    exc: BaseException,
+    acq: Acquisition,
+    limit: Optional[float],
+    deadline: Any = None,
+) -> bool:
     """Whether ``exc``, raised into ``acq``, is what the caller gets as aiohttp's
-    timeout error."""
+    timeout error. ``deadline``: aiohttp's connect deadline (:func:`connect_deadline`),
+    read instead of the hook's clock where it was found."""
     if isinstance(exc, asyncio.TimeoutError):
         return True
     if not isinstance(exc, asyncio.CancelledError):
         return False
-    connect_fired = connect_limit is not None and (
-        time.monotonic() - acq.started >= connect_limit - CONNECT_DEADLINE_SLACK
-    )
+    if deadline is not None:
+        connect_fired = _deadline_expired(deadline)
+    else:
+        connect_fired = limit is not None and (
+            time.monotonic() - acq.started >= limit - CONNECT_DEADLINE_SLACK
+        )
     timer_fired = _request_timer_fired(acq)
     if timer_fired and not TIMER_COUNTS_CANCELS:
         return True  # this aiohttp's timer turns whatever cancellation into TimeoutError

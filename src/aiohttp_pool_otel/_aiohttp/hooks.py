@@ -8,7 +8,8 @@ time, so a ``mock.patch`` of that class is honoured). A hook works for a connect
 whose state matches its kind and passes everything else straight to ``base``: the
 subclass's hooks handle its connectors, the class-level ones every other, and
 nothing is counted twice. Nothing is stored on aiohttp's objects but one instance
-attribute on the connector, which shadows no class attribute.
+attribute on the connector, which shadows no class attribute, and on each connection
+the plugin dials, a ``set_parser`` that reports a WebSocket upgrade (:mod:`.upgrade`).
 
 Every hook calls ``base`` with the same arguments and returns its result, never
 awaits between aiohttp handing back a connection and its own return, and keeps
@@ -28,7 +29,7 @@ from opentelemetry.trace import SpanKind
 from .. import semconv as sc
 from .._errors import report_internal_error
 from .._meters import NO_EXEMPLAR
-from .._records import CLOSED, EOF, ERROR, GC, POOLED, Acquisition, Attributes
+from .._records import CLOSE, CLOSED, EOF, ERROR, GC, POOLED, Acquisition, Attributes
 from .._release_facts import ReleaseFact
 from .._spans import error_type
 from .._state import PoolState
@@ -36,11 +37,14 @@ from ..semconv import ReleaseOutcome, ReleasePhase, ReleaseReason
 from .classify import (
     caller_request,
     classify_by_caller,
+    connect_deadline,
+    connect_limit,
     eof_phase,
     in_connector_finalizer,
     timed_out,
 )
 from .probe import EXPLICIT_SHOULD_CLOSE, HAS_WAIT_METHOD
+from .upgrade import UPGRADE, is_detached, watch_upgrade
 
 STATE_ATTR = "_aiohttp_pool_otel"
 
@@ -68,16 +72,19 @@ def _remember_queued(state: PoolState, req: Any, acq: Acquisition) -> None:
         state.queued[req] = acq
 
 
-def _connect_limit(timeout: Any) -> Optional[float]:
-    limit = getattr(timeout, "connect", None)
-    return float(limit) if isinstance(limit, (int, float)) and limit > 0 else None
-
-
 def _outcome(connector: Any, key: Any, protocol: Any) -> ReleaseOutcome:
     # What aiohttp did, not what it would do: every version pools a connection by
     # appending it to _conns[key], so it was pooled iff it is last there.
     conns = connector._conns.get(key)
     return POOLED if conns and conns[-1][0] is protocol else CLOSED
+
+
+def _find_deadline(loop: Any, timeout: Any) -> Any:
+    try:
+        return connect_deadline(loop, timeout)
+    except Exception:
+        report_internal_error("connect_deadline")
+        return None
 
 
 def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str, Any]:
@@ -120,6 +127,8 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
                         phase = eof_phase(self._loop)  # only a span shows it
             if reason is not EOF:
                 reason, phase = classify_by_caller(should_close, self._loop)
+                if reason is CLOSE and protocol.upgraded:
+                    reason = UPGRADE  # a WebSocket's close whose upgrade was not seen
         except Exception:
             pass  # no logging: this may be a finalizer
         if reason is GC:
@@ -132,7 +141,10 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
             # What aiohttp did, not what it would do: see _outcome (inlined: hot path).
             conns = self._conns.get(key)
             outcome = POOLED if conns and conns[-1][0] is protocol else CLOSED
-            state.released(protocol, record, reason, phase, outcome)
+            if outcome is CLOSED and record.detached:
+                state.closed_unused(protocol)  # its lease ended at the upgrade: a close only
+            else:
+                state.released(protocol, record, reason, phase, outcome)
 
     def _release_in_finalizer(
         state: PoolState, connector: Any, key: Any, protocol: Any, should_close: bool,
@@ -140,6 +152,12 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
     ) -> None:  # fmt: skip
         # A garbage collection released the connection, maybe in another thread, maybe
         # inside the SDK holding a lock: plain facts only, applied later by the loop.
+        if record is not None and record.detached:
+            # A WebSocket dropped unclosed: no lease to end; the loop counts the close.
+            try:
+                return base._release(connector, key, protocol, should_close=should_close)  # type: ignore[no-any-return]
+            finally:
+                state.reconcile_soon()
         if record is not None:
             record.gc_pending = True
         try:
@@ -157,16 +175,17 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
         state = own_state(self, create=True)
         if state is None:
             return await base._wait_for_available_connection(self, key, traces)  # type: ignore[no-any-return]
-        req, method, limit = caller_request(1)
+        req, method, timeout = caller_request(1)
         events = state.acquisitions
         acq = events.begin(key, method, started)
         if acq is None:
             return await base._wait_for_available_connection(self, key, traces)  # type: ignore[no-any-return]
+        deadline = _find_deadline(self._loop, timeout)  # before any await: see there
         events.wait_started(acq, state.view.queue_depth(key), state.view.blocking_limit())
         try:
             await base._wait_for_available_connection(self, key, traces)
         except BaseException as exc:
-            events.failed(acq, exc, timed_out(exc, acq, limit))
+            events.failed(acq, exc, timed_out(exc, acq, connect_limit(timeout), deadline))
             raise
         events.wait_finished(acq)
         if req is not None:
@@ -191,7 +210,7 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
         try:
             protocol = await base._create_connection(self, req, traces, timeout)
         except BaseException as exc:
-            events.failed(acq, exc, timed_out(exc, acq, _connect_limit(timeout)))
+            events.failed(acq, exc, timed_out(exc, acq, connect_limit(timeout)))
             raise
         finally:
             events.dial_ended(acq, token)
@@ -200,6 +219,7 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
                 events.dial_discarded(acq, protocol, key)
             else:
                 events.dial_finished(acq, protocol, key, state.view.peer(protocol))
+                watch_upgrade(state, protocol)
         except Exception:
             report_internal_error("dial_finished")
         return protocol
@@ -210,6 +230,7 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
         if state is None:
             return await base.connect(self, req, traces, timeout)
         events = state.acquisitions
+        deadline = None
         if not HAS_WAIT_METHOD:
             try:
                 # aiohttp < 3.10.11 decides to queue synchronously, with exactly this test.
@@ -217,6 +238,8 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
                 if self._available_connections(key) <= 0 or key in self._waiters:
                     acq = events.begin(key, req.method, started)
                     if acq is not None:
+                        # _request entered the connect deadline just before calling us.
+                        deadline = _find_deadline(self._loop, timeout)
                         events.wait_started(
                             acq, state.view.queue_depth(key), state.view.blocking_limit()
                         )
@@ -228,7 +251,8 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
         except BaseException as exc:
             acq = _queued_acquisition(state, req)
             if acq is not None:  # failed while queued (a failed dial reported itself)
-                events.failed(acq, exc, timed_out(exc, acq, _connect_limit(timeout)))
+                verdict = timed_out(exc, acq, connect_limit(timeout), deadline)
+                events.failed(acq, exc, verdict)
             raise
         # No await from here on: the connection must reach the caller.
         acq = _queued_acquisition(state, req)
@@ -245,7 +269,8 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
         in_finalizer = in_connector_finalizer()
         held: list[Any] = []
         with contextlib.suppress(Exception):
-            held = list(self._acquired)
+            # A WebSocket's lease ended at its upgrade: its close is counted, no release.
+            held = [p for p in self._acquired if not is_detached(state, p)]
         try:
             return base._close(self, *args, **kwargs)
         finally:
