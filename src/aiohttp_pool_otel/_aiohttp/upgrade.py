@@ -53,10 +53,10 @@ def _set_parser(state_ref: Any, protocol_ref: Any, *args: Any, **kwargs: Any) ->
 def lease_upgraded(state: PoolState, protocol: Any) -> None:
     """The held ``protocol`` now serves a WebSocket: its lease ends (loop thread)."""
     try:
-        record = state.records.get(protocol)
+        record = state.ledger.record_of(protocol)
         if record is None or record.detached or not getattr(protocol, "upgraded", False):
             return
-        if protocol not in state.view.connector._acquired:
+        if not state.view.is_held(protocol):
             return  # not a lease (the connector closed meanwhile)
         record.detached = True
         state.released(protocol, record, UPGRADE, None, DETACHED)
@@ -66,5 +66,5 @@ def lease_upgraded(state: PoolState, protocol: Any) -> None:
 
 def is_detached(state: PoolState, protocol: Any) -> bool:
     """Whether ``protocol``'s lease already ended with its upgrade."""
-    record = state.records.get(protocol)
+    record = state.ledger.record_of(protocol)
     return record is not None and record.detached

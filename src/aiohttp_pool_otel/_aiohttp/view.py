@@ -13,9 +13,29 @@ import weakref
 from typing import Any, NamedTuple, Optional
 
 from aiohttp import BaseConnector
-from aiohttp.connector import _TransportPlaceholder
 
 from .._records import HostId
+from .internals import Support, on_resolved
+
+# aiohttp's stand-in for a connection being dialled, found at first use.
+_placeholders: list[type] = []
+
+
+def _learn(support: Support) -> None:
+    placeholder = support.found.get("aiohttp.connector._TransportPlaceholder")
+    if placeholder is not None:
+        _placeholders[:] = [placeholder]
+
+
+on_resolved(_learn)
+
+
+def pooled_last(connector: Any, key: Any, protocol: Any) -> bool:
+    """Whether aiohttp just pooled ``protocol``: what it did, not what it would do. Every
+    version pools a connection by appending it to ``_conns[key]``, so it was pooled iff it
+    is last there."""
+    conns = connector._conns.get(key)
+    return bool(conns) and conns[-1][0] is protocol
 
 
 class PoolRead(NamedTuple):
@@ -73,6 +93,11 @@ class PoolView:
         connector = self._connector()
         return [] if connector is None else list(connector._acquired.copy())
 
+    def is_held(self, protocol: Any) -> bool:
+        """Whether a request holds ``protocol`` now (loop thread)."""
+        connector = self._connector()
+        return connector is not None and protocol in connector._acquired
+
     def open_protocols(self) -> set[Any]:
         """Every protocol aiohttp holds or pools now (loop thread)."""
         connector = self._connector()
@@ -88,7 +113,8 @@ class PoolView:
         connector = self._connector()
         if connector is None:
             return 0
-        held = sum(1 for p in connector._acquired if not isinstance(p, _TransportPlaceholder))
+        placeholder = tuple(_placeholders)
+        held = sum(1 for p in connector._acquired if not isinstance(p, placeholder))
         return held + sum(len(c) for c in connector._conns.values())
 
     @staticmethod
@@ -106,7 +132,7 @@ class PoolView:
                 idle = {k: len(v) for k, v in connector._conns.copy().items()}
                 waiting = {k: len(v) for k, v in connector._waiters.copy().items()}
                 acquired = list(connector._acquired.copy())
-                limits = connector._limit, connector._limit_per_host
+                limits = connector.limit, connector.limit_per_host
                 return PoolRead(acquired, idle, waiting, *limits)
             except RuntimeError:  # a deque or OrderedDict changed while copied
                 continue
@@ -115,7 +141,8 @@ class PoolView:
     def blocking_limit(self) -> str:
         """Which limit makes an acquisition queue now (loop thread, connector alive)."""
         connector: Any = self._connector()
-        if connector._limit and len(connector._acquired) >= connector._limit:
+        limit = connector.limit
+        if limit and len(connector._acquired) >= limit:
             return "limit"
         return "limit_per_host"
 
@@ -123,13 +150,6 @@ class PoolView:
         """Acquisitions already queued for ``key``."""
         connector: Any = self._connector()
         return len(connector._waiters.get(key, ())) if connector is not None else 0
-
-    def is_pooled_last(self, key: Any, protocol: Any) -> bool:
-        """Whether ``protocol`` is the newest idle entry of ``key``: every version pools
-        a connection by appending it to ``_conns[key]``."""
-        connector: Any = self._connector()
-        conns = connector._conns.get(key) if connector is not None else None
-        return bool(conns) and conns[-1][0] is protocol  # type: ignore[index]
 
     @staticmethod
     def peer(protocol: Any) -> Optional[tuple[str, int]]:
