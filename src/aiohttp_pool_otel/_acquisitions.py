@@ -201,7 +201,7 @@ class AcquisitionEvents:
         attributes: Attributes = {
             sc.POOL_ACTIVE: sum(h.active for h in snap.hosts),
             sc.POOL_IDLE: sum(h.idle for h in snap.hosts),
-            sc.POOL_WAITING: sum(h.waiting for h in snap.hosts),
+            sc.POOL_WAITING: sum(h.waiting or 0 for h in snap.hosts),
         }
         if oldest and None not in oldest.values():
             attributes[sc.POOL_OLDEST_LEASE_AGE] = max(v for v in oldest.values() if v is not None)
@@ -212,7 +212,7 @@ class AcquisitionEvents:
                 **h.record.attributes,
                 sc.POOL_ACTIVE: h.active,
                 sc.POOL_IDLE: h.idle,
-                sc.POOL_WAITING: h.waiting,
+                sc.POOL_WAITING: h.waiting or 0,  # queue visible: a wait timed out
             }
             age = oldest.get(h.record.identity)
             if age is not None:

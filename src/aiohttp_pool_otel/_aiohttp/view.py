@@ -19,12 +19,15 @@ from .internals import Support, on_resolved
 
 # aiohttp's stand-in for a connection being dialled, found at first use.
 _placeholders: list[type] = []
+# Whether aiohttp's queue can be read (resolved at first use too).
+_queue_visible: list[bool] = [False]
 
 
 def _learn(support: Support) -> None:
     placeholder = support.found.get("aiohttp.connector._TransportPlaceholder")
     if placeholder is not None:
         _placeholders[:] = [placeholder]
+    _queue_visible[0] = support.wait
 
 
 on_resolved(_learn)
@@ -43,7 +46,7 @@ class PoolRead(NamedTuple):
 
     acquired: list[Any]  # aiohttp's _acquired: protocols requests hold, dial placeholders
     idle: dict[Any, int]  # pooled connections per key
-    waiting: dict[Any, int]  # queued acquisitions per key
+    waiting: Optional[dict[Any, int]]  # queued acquisitions per key; None: not visible
     limit: int
     limit_per_host: int
 
@@ -69,11 +72,13 @@ class PoolView:
     connector is gone reads as a closed, empty pool.
     """
 
-    __slots__ = ("_connector", "identify", "loop")
+    __slots__ = ("_connector", "identify", "loop", "sees_waits")
 
     def __init__(self, connector: BaseConnector) -> None:
         self._connector = weakref.ref(connector)
         self.identify = identify
+        # Whether this aiohttp lets the plugin see acquisitions queue.
+        self.sees_waits = _queue_visible[0]
         # The connector's loop never changes: kept here, read on every release.
         self.loop: asyncio.AbstractEventLoop = connector._loop
 
@@ -130,13 +135,18 @@ class PoolView:
         for _ in range(5):
             try:
                 idle = {k: len(v) for k, v in connector._conns.copy().items()}
-                waiting = {k: len(v) for k, v in connector._waiters.copy().items()}
+                waiting = self._waiting(connector)
                 acquired = list(connector._acquired.copy())
                 limits = connector.limit, connector.limit_per_host
                 return PoolRead(acquired, idle, waiting, *limits)
             except RuntimeError:  # a deque or OrderedDict changed while copied
                 continue
         return PoolRead([], {}, {}, connector.limit, connector.limit_per_host)
+
+    def _waiting(self, connector: Any) -> Optional[dict[Any, int]]:
+        if not self.sees_waits:
+            return None
+        return {k: len(v) for k, v in connector._waiters.copy().items()}
 
     def blocking_limit(self) -> str:
         """Which limit makes an acquisition queue now (loop thread, connector alive)."""
