@@ -10,7 +10,8 @@ PY="${PYTHON:-python3}"
 TESTS=(tests/test_core_release.py tests/test_core_spans.py tests/test_core_metrics.py
        tests/test_core_puzzle.py tests/test_core_lifecycle.py tests/test_core_watchdog.py
        tests/test_adapter_compat.py tests/test_chaos.py tests/test_hostile_input.py
-       tests/test_hot_path_structural.py tests/test_exactness_*.py)
+       tests/test_hot_path_structural.py tests/test_exactness_*.py
+       tests/test_missing_internals.py tests/test_adapter_boundary.py)
 BASE=(pytest pytest-asyncio pytest-timeout trustme)
 # row name | pip requirements for that row
 ROWS=(
