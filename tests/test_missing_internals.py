@@ -69,9 +69,7 @@ REMOVALS: dict[str, Removal] = {
     # timeout is a keyword aiohttp passes by name: renaming req is the move it can make.
     "BaseConnector.connect: frame locals req, timeout": renamed("req", ["connector.py"]),
     # The local, not the keyword argument (timer=timer) nor the method (tm.timer()).
-    "ClientSession._request: frame local timer": Removal(
-        r"(?<![.\w])timer\b(?!=)", ["client.py"]
-    ),
+    "ClientSession._request: frame local timer": Removal(r"(?<![.\w])timer\b(?!=)", ["client.py"]),
     "TimerContext._cancelled": renamed("_cancelled", ["helpers.py"]),
     "TimerContext._cancelling": renamed("_cancelling", ["helpers.py"]),
     "TCPConnector._resolve_host": renamed("_resolve_host"),

@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-HOST_PORT_ATTRIBUTES = ("server.port",)  # differ between runs: the server's free port
+RUN_ATTRIBUTES = ("server.port",)  # differ between runs: the server's free port
 
 
 def moved_copy(dest: Path, pattern: str, replacement: str, files: Optional[list[str]]) -> int:
@@ -154,7 +154,7 @@ def _summary(spans: Any, reader: Any) -> dict[str, Any]:
             for metric in sm.metrics:
                 points = metrics.setdefault(metric.name, [])
                 for dp in metric.data.data_points:
-                    attrs = {k: v for k, v in dp.attributes.items() if k not in HOST_PORT_ATTRIBUTES}
+                    attrs = {k: v for k, v in dp.attributes.items() if k not in RUN_ATTRIBUTES}
                     value = getattr(dp, "value", None)
                     points.append([sorted(attrs.items()), getattr(dp, "count", value)])
                 points.sort(key=repr)
