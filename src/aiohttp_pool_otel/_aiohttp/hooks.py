@@ -126,8 +126,11 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
         phase: Optional[ReleasePhase] = None
         try:
             if _EOF_TEST and not should_close:
-                payload = getattr(protocol, "_payload", None)  # a test's stand-in may lack it
-                if payload is not None and payload.is_eof():
+                try:  # no cost unless raised (cheaper than getattr() on every request)
+                    at_eof = protocol._payload.is_eof()
+                except AttributeError:  # no body reader (None), or a test's stand-in
+                    at_eof = False
+                if at_eof:
                     reason = EOF
                     if record is not None and record.span is not None:
                         phase = eof_phase(self._loop)  # only a span shows it

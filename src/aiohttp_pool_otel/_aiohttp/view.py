@@ -38,7 +38,9 @@ def pooled_last(connector: Any, key: Any, protocol: Any) -> bool:
     version pools a connection by appending it to ``_conns[key]``, so it was pooled iff it
     is last there."""
     conns = connector._conns.get(key)
-    return bool(conns) and conns[-1][0] is protocol
+    if conns:  # not bool(conns): a builtin call on every request
+        return conns[-1][0] is protocol
+    return False
 
 
 class PoolRead(NamedTuple):
