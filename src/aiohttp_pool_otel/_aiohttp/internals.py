@@ -91,10 +91,6 @@ def _assigned(owner: Callable[[], Any], name: str) -> Callable[[], Any]:
     return find
 
 
-def _slot(owner: Callable[[], Any], name: str) -> Callable[[], Any]:
-    return lambda: name if name in getattr(owner(), "__slots__", ()) else None
-
-
 def _local(owner: Callable[[], Any], method: str, *names: str) -> Callable[[], Any]:
     def find() -> Optional[CodeType]:
         code: Optional[CodeType] = _code(owner, method)()
@@ -156,8 +152,8 @@ TABLE: tuple[Internal, ...] = (
              _local(_conn, "connect", "req", "timeout")),
     Internal("ClientSession._request: frame local timer", ANY, WAIT,
              _local(lambda: aiohttp.ClientSession, "_request", "timer")),
-    Internal("TimerContext._cancelled", ANY, WAIT, _slot(_timer, "_cancelled")),
-    Internal("TimerContext._cancelling", NEW, WAIT, _slot(_timer, "_cancelling")),
+    Internal("TimerContext._cancelled", ANY, WAIT, _assigned(_timer, "_cancelled")),
+    Internal("TimerContext._cancelling", NEW, WAIT, _assigned(_timer, "_cancelling")),
     # DNS.
     Internal("TCPConnector._resolve_host", ANY, DNS, _method(_tcp, "_resolve_host")),
     Internal("TCPConnector._use_dns_cache", ANY, DNS, _assigned(_tcp, "_use_dns_cache")),
