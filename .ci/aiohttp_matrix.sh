@@ -15,8 +15,10 @@ TESTS=(tests/test_release_reasons.py tests/test_spans.py tests/test_metrics.py
        tests/test_gc_never_freezes_the_loop.py tests/test_pool_books.py
        tests/test_host_cardinality.py tests/test_every_span_ends.py
        tests/test_gauges_of_an_empty_pool.py tests/test_oldest_lease_age.py
-       tests/test_consistent_snapshot.py
-       tests/test_exactness_*.py)  # files not yet named for their behaviour (timeouts, ...)
+       tests/test_consistent_snapshot.py tests/test_pool_wait_timeouts.py
+       tests/test_pool_wait_timeout_race.py tests/test_websocket_upgrade.py
+       tests/test_counters_outlive_connectors.py tests/test_session_churn.py
+       tests/test_missing_internals.py tests/test_adapter_boundary.py)
 BASE=(pytest pytest-asyncio pytest-timeout trustme)
 # row name | pip requirements for that row
 ROWS=(

@@ -17,7 +17,9 @@ TESTS=(tests/test_release_reasons.py tests/test_spans.py tests/test_metrics.py
        tests/test_pool_puzzle.py tests/test_connector_lifecycle.py
        tests/test_leaks_and_saturation.py
        tests/test_adapter_compat.py tests/test_chaos.py tests/test_hostile_input.py
-       tests/test_hot_path_structural.py)
+       tests/test_hot_path_structural.py tests/test_counters_outlive_connectors.py
+       tests/test_session_churn.py tests/test_websocket_upgrade.py
+       tests/test_pool_wait_timeouts.py tests/test_adapter_boundary.py)
 BASE=(opentelemetry-sdk opentelemetry-instrumentation pytest pytest-asyncio pytest-timeout trustme)
 
 if [ ! -x "$UV" ]; then

@@ -51,6 +51,9 @@ def test_release_callers_are_the_methods_aiohttp_calls_from() -> None:
     # as a plain Python function of this aiohttp, or the map would hold stale code.
     from aiohttp.connector import Connection
 
+    from aiohttp_pool_otel._aiohttp.internals import support
+
+    assert support().hooks  # resolved at first use, never at import
     for cls, name in [(ClientResponse, "_response_eof"), (ClientResponse, "release"),
                       (ClientResponse, "close"), (ClientResponse, "__del__"),
                       (Connection, "__del__")]:  # fmt: skip

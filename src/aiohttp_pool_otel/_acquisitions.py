@@ -7,8 +7,6 @@ changes what aiohttp does.
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -16,7 +14,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from . import semconv as sc
-from ._aiohttp.classify import TIMER_AT_START, cancel_requests, request_timer
+from ._aiohttp.classify import cancel_requests, request_origin, timer_at_start
 from ._errors import report_internal_error
 from ._meters import NO_EXEMPLAR
 from ._records import Acquisition, Attributes, ConnectionRecord
@@ -26,32 +24,6 @@ if TYPE_CHECKING:
     from ._state import PoolState
 
 _monotonic = time.monotonic
-
-# Frames of aiohttp, asyncio and this package: a request's origin is the first
-# frame outside them.
-_INTERNAL_DIRS = tuple(
-    os.path.dirname(file) + os.sep
-    for file in (
-        getattr(sys.modules.get(name), "__file__", None)
-        for name in ("aiohttp", "asyncio", __package__ or "aiohttp_pool_otel")
-    )
-    if file
-)
-_OPENTELEMETRY_DIR = os.sep + "opentelemetry" + os.sep
-
-
-def request_origin() -> Optional[tuple[str, int, str]]:
-    """(file, line, function) of the code that awaited the request, outside aiohttp."""
-    frame = sys._getframe(2)
-    for _ in range(64):
-        if frame is None:
-            return None
-        filename = frame.f_code.co_filename
-        if not filename.startswith(_INTERNAL_DIRS) and _OPENTELEMETRY_DIR not in filename:
-            return (filename, frame.f_lineno, frame.f_code.co_name)
-        frame = frame.f_back  # type: ignore[assignment]
-    return None
-
 
 class AcquisitionEvents:
     """What one connector's hooks report about acquisitions that queue or dial."""
@@ -66,8 +38,7 @@ class AcquisitionEvents:
             host = self._state.hosts.for_key(key)
             acq = Acquisition(host, self._spans.parent(), method, now)
             acq.cancels = cancel_requests()
-            if TIMER_AT_START:
-                acq.timer = request_timer(2)  # begin <- the hook <- connect() ...
+            acq.timer = timer_at_start()
             return acq
         except Exception:
             report_internal_error("begin")
@@ -230,7 +201,7 @@ class AcquisitionEvents:
         attributes: Attributes = {
             sc.POOL_ACTIVE: sum(h.active for h in snap.hosts),
             sc.POOL_IDLE: sum(h.idle for h in snap.hosts),
-            sc.POOL_WAITING: sum(h.waiting for h in snap.hosts),
+            sc.POOL_WAITING: sum(h.waiting or 0 for h in snap.hosts),
         }
         if oldest and None not in oldest.values():
             attributes[sc.POOL_OLDEST_LEASE_AGE] = max(v for v in oldest.values() if v is not None)
@@ -241,7 +212,7 @@ class AcquisitionEvents:
                 **h.record.attributes,
                 sc.POOL_ACTIVE: h.active,
                 sc.POOL_IDLE: h.idle,
-                sc.POOL_WAITING: h.waiting,
+                sc.POOL_WAITING: h.waiting or 0,  # queue visible: a wait timed out
             }
             age = oldest.get(h.record.identity)
             if age is not None:

@@ -19,9 +19,14 @@ class HostBook:
     """The host records of one connector: at most ``max_hosts`` plus ``_OTHER``."""
 
     def __init__(
-        self, max_hosts: int, pool_attributes: Attributes, identify: Callable[[Any], HostId]
+        self,
+        max_hosts: int,
+        pool_attributes: Attributes,
+        identify: Callable[[Any], HostId],
+        waits_seen: bool = True,
     ) -> None:
         self._max_hosts = max_hosts
+        self._waits_seen = waits_seen
         self._pool_attributes = pool_attributes
         self._identify = identify
         self._hosts: dict[HostId, HostRecord] = {}
@@ -48,7 +53,9 @@ class HostBook:
             return record
         if len(self._hosts) >= self._max_hosts:
             return self._other()
-        record = self._hosts[identity] = HostRecord(identity, self._attributes(identity))
+        record = self._hosts[identity] = HostRecord(
+            identity, self._attributes(identity), self._waits_seen
+        )
         return record
 
     def peek(self, key: Any) -> Optional[HostRecord]:
@@ -80,5 +87,5 @@ class HostBook:
         if self.other is None:
             attributes: Attributes = {sc.SERVER_ADDRESS: sc.OTHER_HOST}
             attributes.update(self._pool_attributes)
-            self.other = HostRecord((sc.OTHER_HOST, None, ""), attributes)
+            self.other = HostRecord((sc.OTHER_HOST, None, ""), attributes, self._waits_seen)
         return self.other

@@ -52,7 +52,8 @@ Observe = Callable[["PoolSnapshot", "HostSnapshot"], Iterable[Observation]]
 
 
 def _waiting(snap: PoolSnapshot, h: HostSnapshot) -> Iterable[Observation]:
-    return (Observation(h.waiting, h.record.attributes),)
+    # Not reported where the queue is not visible: a 0 there would be a false "none".
+    return () if h.waiting is None else (Observation(h.waiting, h.record.attributes),)
 
 
 def _held_too_long(snap: PoolSnapshot, h: HostSnapshot) -> Iterable[Observation]:
@@ -87,6 +88,11 @@ def _plain(name: str) -> CountObserve:
     return observe
 
 
+def _timeouts(record: HostRecord) -> Iterable[tuple[Attributes, int]]:
+    # Not reported where queueing is not visible: a 0 there would be a false "none".
+    return (({}, record.timeouts),) if record.waits_seen else ()
+
+
 def _queued(record: HostRecord) -> Iterable[tuple[Attributes, int]]:
     return [({sc.POOL_BLOCKING_LIMIT: limit}, n) for limit, n in record.queued.copy().items()]
 
@@ -106,7 +112,7 @@ COUNTERS: tuple[tuple[str, str, str, CountObserve], ...] = (
      "Acquisitions served by an idle pooled connection.", _plain("reused")),
     (sc.METRIC_CLOSED, "{connection}", "Connections closed, by any path.", _plain("closed")),
     (sc.METRIC_TIMEOUTS, "{connection}",
-     "Acquisitions that timed out waiting for a slot.", _plain("timeouts")),
+     "Acquisitions that timed out waiting for a slot.", _timeouts),
     (sc.METRIC_QUEUED, "{request}",
      "Acquisitions that found no free slot, by the limit that blocked them.", _queued),
     (sc.METRIC_RELEASES, "{connection}",

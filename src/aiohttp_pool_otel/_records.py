@@ -52,11 +52,15 @@ class HostRecord:
         "releases",
         "reused",
         "timeouts",
+        "waits_seen",
     )
 
-    def __init__(self, identity: HostId, attributes: Attributes) -> None:
+    def __init__(self, identity: HostId, attributes: Attributes, waits_seen: bool = True) -> None:
         self.identity = identity
         self.attributes = attributes
+        # Whether its source can see acquisitions queue (and so time out): when not (an
+        # aiohttp whose queue internals moved), its timeouts are unknown, not 0.
+        self.waits_seen = waits_seen
         self.connecting = 0  # dials in progress
         self.created = 0  # dials that returned a connection
         self.reused = 0  # leases of a pooled connection, counted when they end
@@ -74,6 +78,7 @@ class HostRecord:
         self.reused += other.reused
         self.closed += other.closed
         self.timeouts += other.timeouts
+        self.waits_seen = self.waits_seen and other.waits_seen
         self.eof_pooled += other.eof_pooled
         for pair, n in other.releases.copy().items():
             self.releases[pair] = self.releases.get(pair, 0) + n

@@ -28,14 +28,14 @@ class HostSnapshot:
         record: HostRecord,
         active: int,
         idle: int,
-        waiting: int,
+        waiting: Optional[int],
         available: Optional[int],
         held_too_long: int,
     ) -> None:
         self.record = record
         self.active = active
         self.idle = idle
-        self.waiting = waiting
+        self.waiting = waiting  # None: this aiohttp's queue is not visible
         self.available = available
         self.held_too_long = held_too_long
 
@@ -87,7 +87,7 @@ def take_snapshot(state: PoolState) -> PoolSnapshot:
             leases.append(conn)
             active[conn.host] = active.get(conn.host, 0) + 1
     idle = _per_record(state, view.idle)
-    waiting = _per_record(state, view.waiting)
+    waiting = None if view.waiting is None else _per_record(state, view.waiting)
     too_long: dict[HostId, int] = state.watchdog.count(leases) if state.watchdog else {}
     limit, per_host = view.limit, view.limit_per_host
     hosts = []
@@ -109,7 +109,7 @@ def take_snapshot(state: PoolState) -> PoolSnapshot:
                 record,
                 n_active,
                 idle.get(record, 0),
-                waiting.get(record, 0),
+                None if waiting is None else waiting.get(record, 0),
                 available,
                 too_long.get(record.identity, 0),
             )
@@ -151,7 +151,7 @@ def statistics_of(snap: PoolSnapshot) -> PoolStatistics:
             active=h.active,
             idle=h.idle,
             connecting=r.connecting,
-            waiting=h.waiting,
+            waiting=h.waiting or 0,
             available=h.available,
             limit=snap.limit,
             limit_per_host=snap.limit_per_host,

@@ -90,7 +90,9 @@ class PoolState:
         self.per_lease_work = options.per_lease_work
         name = options.pool_name
         self.pool_attributes: Attributes = {sc.POOL_NAME: name} if name else {}
-        self.hosts = HostBook(options.max_hosts, self.pool_attributes, view.identify)
+        self.hosts = HostBook(
+            options.max_hosts, self.pool_attributes, view.identify, view.sees_waits
+        )
         self.spans = SpanEmitter(_tracer_of(options.tracer_provider), options.root_spans)
         self.meters = meters_for(options.meter_provider)
         threshold = options.watchdog_threshold

@@ -10,7 +10,6 @@ connector is an instance of a subclass made for the purpose.
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Any, Optional
 
 import aiohttp
@@ -18,9 +17,9 @@ from aiohttp import BaseConnector
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from ._aiohttp.hooks import STATE_ATTR, state_of
+from ._aiohttp.attach import attach_state, state_of
 from ._aiohttp.install import explicit_mixin, needs_connect_hook
-from ._aiohttp.probe import MISSING_INTERNALS
+from ._aiohttp.internals import support
 from ._aiohttp.view import PoolView
 from ._options import DEFAULT_MAX_HOSTS, check_limits, per_lease_work, pool_options
 from ._snapshot import statistics_of, take_snapshot
@@ -36,7 +35,7 @@ class _OpenTelemetryConnector(BaseConnector):
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         # A class, not a flag: only a connector whose options need every acquisition
         # pays for a connect() hook (a coroutine per request); the others run aiohttp's.
-        if needs_connect_hook(per_lease_work(kwargs)) and not MISSING_INTERNALS:
+        if needs_connect_hook(per_lease_work(kwargs)):
             cls = _connect_hooked(cls)
         return super().__new__(cls)
 
@@ -67,9 +66,8 @@ class _OpenTelemetryConnector(BaseConnector):
         )
         check_limits(connector_kwargs)
         super().__init__(**connector_kwargs)
-        if MISSING_INTERNALS:
-            return
-        self.__dict__[STATE_ATTR] = PoolState(options, PoolView(self), explicit=True)
+        if support().hooks:  # else an aiohttp whose pool internals moved: a plain connector
+            attach_state(self, PoolState(options, PoolView(self), explicit=True))
 
     def statistics(self) -> PoolStatistics:
         """The pool right now: totals and one :class:`HostPoolStatistics` per key."""
@@ -126,16 +124,10 @@ if TYPE_CHECKING:
     class _UnixHooks:
         pass
 
-elif MISSING_INTERNALS:  # an aiohttp whose internals moved: no hooks at all
-    warnings.warn(
-        f"aiohttp-pool-otel does not support aiohttp {aiohttp.__version__}: "
-        f"{', '.join(MISSING_INTERNALS)} not found. Pool spans and per-request metrics "
-        "are disabled; only the connector limits are reported.",
-        RuntimeWarning,
-        stacklevel=2,
-    )
-    _TCPHooks = _UnixHooks = type("_NoHooks", (), {})
 else:
+    # Hooks in front of aiohttp's methods; defining them reads nothing of aiohttp's. A
+    # connector without the plugin's state (an aiohttp whose internals moved) passes
+    # every call straight to aiohttp.
     _TCPHooks = explicit_mixin(aiohttp.TCPConnector)
     _UnixHooks = explicit_mixin(aiohttp.UnixConnector)
 

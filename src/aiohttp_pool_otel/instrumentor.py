@@ -18,9 +18,9 @@ from typing import Any, Optional
 
 from aiohttp import BaseConnector
 
-from ._aiohttp.hooks import STATE_ATTR
+from ._aiohttp.attach import attach_state, detach_state
 from ._aiohttp.install import CLASS_PATCHES, needs_connect_hook
-from ._aiohttp.probe import MISSING_INTERNALS
+from ._aiohttp.internals import support
 from ._aiohttp.view import PoolView
 from ._options import pool_options
 from ._state import PoolState
@@ -64,15 +64,15 @@ class AioHttpConnectionPoolInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _instrument(self, **kwargs: Any) -> None:
         options = pool_options(**kwargs)
-        if MISSING_INTERNALS:
-            return  # an aiohttp whose internals moved: leave it alone
+        if not support().hooks:
+            return  # an aiohttp whose pool internals moved: leave it alone
         states = self._states
 
         def auto_state(connector: Any) -> Optional[PoolState]:
             if not isinstance(connector, BaseConnector) or connector.closed:
                 return None
             state = PoolState(options, PoolView(connector), explicit=False)
-            connector.__dict__[STATE_ATTR] = state
+            attach_state(connector, state)
             states.add(state)
             return state
 
@@ -86,5 +86,5 @@ class AioHttpConnectionPoolInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             state.meters.retire(state)
             connector = state.view.connector
             if connector is not None:
-                connector.__dict__.pop(STATE_ATTR, None)
+                detach_state(connector)
         self._states.clear()

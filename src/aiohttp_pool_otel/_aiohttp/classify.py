@@ -18,31 +18,51 @@ start late by whatever ran in between (another thread holding the GIL, a collect
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from types import CodeType, FrameType
 from typing import Any, Optional
 
-from aiohttp import BaseConnector, ClientResponse, ClientSession
-from aiohttp.connector import Connection
-
 from .._records import BODY, CLOSE, EOF, ERROR, GC, HEADERS, RELEASE, Acquisition
 from ..semconv import ReleasePhase, ReleaseReason
+from .internals import Support, on_resolved
 from .probe import TIMER_COUNTS_CANCELS
 
-_REASON_OF_CALLER: dict[CodeType, ReleaseReason] = {
-    ClientResponse._response_eof.__code__: EOF,
-    ClientResponse.release.__code__: RELEASE,
-    ClientResponse.close.__code__: CLOSE,
-    ClientResponse.__del__.__code__: GC,
-    Connection.__del__.__code__: GC,
-}
+# Filled in place when the internals are resolved (first use, never at import):
+# the code objects of the aiohttp methods a release is named by.
+_REASON_OF_CALLER: dict[CodeType, ReleaseReason] = {}
+_CALLERS = (
+    ("ClientResponse._response_eof", EOF),
+    ("ClientResponse.release", RELEASE),
+    ("ClientResponse.close", CLOSE),
+    ("ClientResponse.__del__", GC),
+    ("Connection.__del__", GC),
+)
 # From _release to the response method: the hook, Connection.release,
 # _release_connection and the writer's done-callback lie between; a user's subclass
 # override may add one.
 _CALLER_DEPTH = 7
-_CONNECTOR_DEL = BaseConnector.__del__.__code__
-_REQUEST_CODES = {ClientSession._request.__code__.co_name, "_connect_and_send_request"}
+_CONNECTOR_DEL: set[CodeType] = set()
+# The frames that hold a request's total timer: ClientSession._request, and (3.12+)
+# the function it nests for its middlewares, which sees the same cell.
+_REQUEST_CODES: set[str] = set()
+
+
+def _learn(support: Support) -> None:
+    found = support.found
+    if not support.hooks:
+        return
+    for name, reason in _CALLERS:
+        _REASON_OF_CALLER[found[name]] = reason
+    _CONNECTOR_DEL.add(found["BaseConnector.__del__"])
+    timer_frame = found.get("ClientSession._request: frame local timer")
+    if timer_frame is not None:
+        _REQUEST_CODES.update((timer_frame.co_name, "_connect_and_send_request"))
+
+
+on_resolved(_learn)
+
 # Only where aiohttp's deadline cannot be found (an event loop without asyncio's timer
 # heap): the hook's clock starts a few µs after aiohttp's, usually. A caller's own
 # cancellation in the last millisecond before the deadline is then misnamed, and a
@@ -81,7 +101,7 @@ def in_connector_finalizer() -> bool:
     for _ in range(4):
         if frame is None:
             return False
-        if frame.f_code is _CONNECTOR_DEL:
+        if frame.f_code in _CONNECTOR_DEL:
             return True
         frame = frame.f_back
     return False
@@ -108,7 +128,7 @@ TIMER_AT_START = sys.version_info < (3, 11)
 def request_timer(depth: int) -> Any:
     """aiohttp's ``total`` timer of the request served ``depth`` frames up, if any."""
     frame: Optional[FrameType] = sys._getframe(depth + 1)
-    for _ in range(12):
+    for _ in range(13):
         if frame is None:
             return None
         if frame.f_code.co_name in _REQUEST_CODES:
@@ -116,6 +136,39 @@ def request_timer(depth: int) -> Any:
             if timer is not None:
                 return timer
         frame = frame.f_back
+    return None
+
+
+def timer_at_start() -> Any:
+    """The request's ``total`` timer, where it must be found when an acquisition starts
+    (before Python 3.11; see :data:`TIMER_AT_START`), else ``None``. Called from the
+    acquisition's start, which a hook calls: the timer is searched from there up."""
+    return request_timer(1) if TIMER_AT_START else None
+
+
+# Frames of aiohttp, asyncio and this package: a request's origin is the first
+# frame outside them.
+_INTERNAL_DIRS = tuple(
+    os.path.dirname(file) + os.sep
+    for file in (
+        getattr(sys.modules.get(name), "__file__", None)
+        for name in ("aiohttp", "asyncio", (__package__ or "aiohttp_pool_otel").split(".")[0])
+    )
+    if file
+)
+_OPENTELEMETRY_DIR = os.sep + "opentelemetry" + os.sep
+
+
+def request_origin() -> Optional[tuple[str, int, str]]:
+    """(file, line, function) of the code that awaited the request, outside aiohttp."""
+    frame = sys._getframe(2)
+    for _ in range(64):
+        if frame is None:
+            return None
+        filename = frame.f_code.co_filename
+        if not filename.startswith(_INTERNAL_DIRS) and _OPENTELEMETRY_DIR not in filename:
+            return (filename, frame.f_lineno, frame.f_code.co_name)
+        frame = frame.f_back  # type: ignore[assignment]
     return None
 
 

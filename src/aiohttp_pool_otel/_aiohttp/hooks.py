@@ -33,7 +33,8 @@ from .._records import CLOSE, CLOSED, EOF, ERROR, GC, POOLED, Acquisition, Attri
 from .._release_facts import ReleaseFact
 from .._spans import error_type
 from .._state import PoolState
-from ..semconv import ReleaseOutcome, ReleasePhase, ReleaseReason
+from ..semconv import ReleasePhase, ReleaseReason
+from .attach import STATE_ATTR, state_of
 from .classify import (
     caller_request,
     classify_by_caller,
@@ -43,20 +44,32 @@ from .classify import (
     in_connector_finalizer,
     timed_out,
 )
-from .probe import EXPLICIT_SHOULD_CLOSE, HAS_WAIT_METHOD
+from .internals import Support, on_resolved
 from .upgrade import UPGRADE, is_detached, watch_upgrade
+from .view import pooled_last
 
-STATE_ATTR = "_aiohttp_pool_otel"
+__all__ = ["STATE_ATTR", "AutoState", "make_hooks", "state_of"]
 
 AutoState = Callable[[Any], Optional[PoolState]]
 
 _monotonic = time.monotonic
 
+# What this aiohttp lets the hooks see, set once the internals are resolved (no hook
+# has a state before that, so none reads these earlier). Module globals: the release
+# hook reads one on every request.
+_EOF_TEST = False
+_WAIT = False
+_DNS = False
+_QUEUE_METHOD = True
 
-def state_of(connector: Any) -> Optional[PoolState]:
-    """The plugin's state of ``connector``, if it has one."""
-    state: Optional[PoolState] = connector.__dict__.get(STATE_ATTR)
-    return state
+
+def _learn(support: Support) -> None:
+    global _EOF_TEST, _WAIT, _DNS, _QUEUE_METHOD
+    _EOF_TEST, _WAIT, _DNS = support.eof_test, support.wait, support.dns
+    _QUEUE_METHOD = support.queue_method
+
+
+on_resolved(_learn)
 
 
 def _queued_acquisition(state: PoolState, req: Any) -> Optional[Acquisition]:
@@ -70,13 +83,6 @@ def _queued_acquisition(state: PoolState, req: Any) -> Optional[Acquisition]:
 def _remember_queued(state: PoolState, req: Any, acq: Acquisition) -> None:
     with contextlib.suppress(TypeError):
         state.queued[req] = acq
-
-
-def _outcome(connector: Any, key: Any, protocol: Any) -> ReleaseOutcome:
-    # What aiohttp did, not what it would do: every version pools a connection by
-    # appending it to _conns[key], so it was pooled iff it is last there.
-    conns = connector._conns.get(key)
-    return POOLED if conns and conns[-1][0] is protocol else CLOSED
 
 
 def _find_deadline(loop: Any, timeout: Any) -> Any:
@@ -95,7 +101,7 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
     """
 
     def own_state(connector: Any, create: bool) -> Optional[PoolState]:
-        state: Optional[PoolState] = connector.__dict__.get(STATE_ATTR)
+        state = state_of(connector)
         if state is None and create and auto is not None:
             state = auto(connector)
         if state is None or state.explicit is not explicit:
@@ -119,9 +125,12 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
         reason: ReleaseReason = ERROR
         phase: Optional[ReleasePhase] = None
         try:
-            if EXPLICIT_SHOULD_CLOSE and not should_close:
-                payload = getattr(protocol, "_payload", None)  # a test's stand-in may lack it
-                if payload is not None and payload.is_eof():
+            if _EOF_TEST and not should_close:
+                try:  # no cost unless raised (cheaper than getattr() on every request)
+                    at_eof = protocol._payload.is_eof()
+                except AttributeError:  # no body reader (None), or a test's stand-in
+                    at_eof = False
+                if at_eof:
                     reason = EOF
                     if record is not None and record.span is not None:
                         phase = eof_phase(self._loop)  # only a span shows it
@@ -138,9 +147,7 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
         try:
             base._release(self, key, protocol, should_close=should_close)
         finally:
-            # What aiohttp did, not what it would do: see _outcome (inlined: hot path).
-            conns = self._conns.get(key)
-            outcome = POOLED if conns and conns[-1][0] is protocol else CLOSED
+            outcome = POOLED if pooled_last(self, key, protocol) else CLOSED
             if outcome is CLOSED and record.detached:
                 state.closed_unused(protocol)  # its lease ended at the upgrade: a close only
             else:
@@ -164,7 +171,7 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
             base._release(connector, key, protocol, should_close=should_close)
         finally:
             try:
-                outcome = _outcome(connector, key, protocol)
+                outcome = POOLED if pooled_last(connector, key, protocol) else CLOSED
                 fact = ReleaseFact(protocol, key, record, GC, None, outcome, counted=False)
                 state.released_in_finalizer(fact)
             except Exception:
@@ -172,7 +179,7 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
 
     async def _wait_for_available_connection(self: Any, key: Any, traces: Any) -> None:
         started = _monotonic()  # first: aiohttp's connect deadline started just before
-        state = own_state(self, create=True)
+        state = own_state(self, create=True) if _WAIT else None
         if state is None:
             return await base._wait_for_available_connection(self, key, traces)  # type: ignore[no-any-return]
         req, method, timeout = caller_request(1)
@@ -231,7 +238,7 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
             return await base.connect(self, req, traces, timeout)
         events = state.acquisitions
         deadline = None
-        if not HAS_WAIT_METHOD:
+        if _WAIT and not _QUEUE_METHOD:
             try:
                 # aiohttp < 3.10.11 decides to queue synchronously, with exactly this test.
                 key = req.connection_key
@@ -259,7 +266,7 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
         if acq is not None:
             events.wait_finished(acq)  # the wait ended with a pooled connection
         if state.per_lease_work:
-            events.acquired(conn._protocol, conn._key, acq, req.method)
+            events.acquired(conn.protocol, req.connection_key, acq, req.method)
         return conn
 
     def _close(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -283,7 +290,7 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
             state.reconcile()  # keep-alive expiry closed idle connections
 
     async def _resolve_host(self: Any, host: str, port: int, traces: Any = None) -> Any:
-        state = own_state(self, create=False)
+        state = own_state(self, create=False) if _DNS else None
         if state is None:
             return await base._resolve_host(self, host, port, traces=traces)
         lookup = _DnsLookup.start(state, self, host, port)

@@ -56,8 +56,7 @@ def lease_upgraded(state: PoolState, protocol: Any) -> None:
         record = state.ledger.record_of(protocol)
         if record is None or record.detached or not getattr(protocol, "upgraded", False):
             return
-        connector = state.view.connector
-        if connector is None or protocol not in connector._acquired:
+        if not state.view.is_held(protocol):
             return  # not a lease (the connector closed meanwhile)
         record.detached = True
         state.released(protocol, record, UPGRADE, None, DETACHED)

@@ -13,9 +13,34 @@ import weakref
 from typing import Any, NamedTuple, Optional
 
 from aiohttp import BaseConnector
-from aiohttp.connector import _TransportPlaceholder
 
 from .._records import HostId
+from .internals import Support, on_resolved
+
+# aiohttp's stand-in for a connection being dialled, found at first use.
+_placeholders: list[type] = []
+# Whether aiohttp's queue can be read (resolved at first use too).
+_queue_visible: list[bool] = [False]
+
+
+def _learn(support: Support) -> None:
+    placeholder = support.found.get("aiohttp.connector._TransportPlaceholder")
+    if placeholder is not None:
+        _placeholders[:] = [placeholder]
+    _queue_visible[0] = support.wait
+
+
+on_resolved(_learn)
+
+
+def pooled_last(connector: Any, key: Any, protocol: Any) -> bool:
+    """Whether aiohttp just pooled ``protocol``: what it did, not what it would do. Every
+    version pools a connection by appending it to ``_conns[key]``, so it was pooled iff it
+    is last there."""
+    conns = connector._conns.get(key)
+    if conns:  # not bool(conns): a builtin call on every request
+        return conns[-1][0] is protocol
+    return False
 
 
 class PoolRead(NamedTuple):
@@ -23,7 +48,7 @@ class PoolRead(NamedTuple):
 
     acquired: list[Any]  # aiohttp's _acquired: protocols requests hold, dial placeholders
     idle: dict[Any, int]  # pooled connections per key
-    waiting: dict[Any, int]  # queued acquisitions per key
+    waiting: Optional[dict[Any, int]]  # queued acquisitions per key; None: not visible
     limit: int
     limit_per_host: int
 
@@ -49,11 +74,13 @@ class PoolView:
     connector is gone reads as a closed, empty pool.
     """
 
-    __slots__ = ("_connector", "identify", "loop")
+    __slots__ = ("_connector", "identify", "loop", "sees_waits")
 
     def __init__(self, connector: BaseConnector) -> None:
         self._connector = weakref.ref(connector)
         self.identify = identify
+        # Whether this aiohttp lets the plugin see acquisitions queue.
+        self.sees_waits = _queue_visible[0]
         # The connector's loop never changes: kept here, read on every release.
         self.loop: asyncio.AbstractEventLoop = connector._loop
 
@@ -73,6 +100,11 @@ class PoolView:
         connector = self._connector()
         return [] if connector is None else list(connector._acquired.copy())
 
+    def is_held(self, protocol: Any) -> bool:
+        """Whether a request holds ``protocol`` now (loop thread)."""
+        connector = self._connector()
+        return connector is not None and protocol in connector._acquired
+
     def open_protocols(self) -> set[Any]:
         """Every protocol aiohttp holds or pools now (loop thread)."""
         connector = self._connector()
@@ -88,7 +120,8 @@ class PoolView:
         connector = self._connector()
         if connector is None:
             return 0
-        held = sum(1 for p in connector._acquired if not isinstance(p, _TransportPlaceholder))
+        placeholder = tuple(_placeholders)
+        held = sum(1 for p in connector._acquired if not isinstance(p, placeholder))
         return held + sum(len(c) for c in connector._conns.values())
 
     @staticmethod
@@ -104,18 +137,24 @@ class PoolView:
         for _ in range(5):
             try:
                 idle = {k: len(v) for k, v in connector._conns.copy().items()}
-                waiting = {k: len(v) for k, v in connector._waiters.copy().items()}
+                waiting = self._waiting(connector)
                 acquired = list(connector._acquired.copy())
-                limits = connector._limit, connector._limit_per_host
+                limits = connector.limit, connector.limit_per_host
                 return PoolRead(acquired, idle, waiting, *limits)
             except RuntimeError:  # a deque or OrderedDict changed while copied
                 continue
         return PoolRead([], {}, {}, connector.limit, connector.limit_per_host)
 
+    def _waiting(self, connector: Any) -> Optional[dict[Any, int]]:
+        if not self.sees_waits:
+            return None
+        return {k: len(v) for k, v in connector._waiters.copy().items()}
+
     def blocking_limit(self) -> str:
         """Which limit makes an acquisition queue now (loop thread, connector alive)."""
         connector: Any = self._connector()
-        if connector._limit and len(connector._acquired) >= connector._limit:
+        limit = connector.limit
+        if limit and len(connector._acquired) >= limit:
             return "limit"
         return "limit_per_host"
 
@@ -123,13 +162,6 @@ class PoolView:
         """Acquisitions already queued for ``key``."""
         connector: Any = self._connector()
         return len(connector._waiters.get(key, ())) if connector is not None else 0
-
-    def is_pooled_last(self, key: Any, protocol: Any) -> bool:
-        """Whether ``protocol`` is the newest idle entry of ``key``: every version pools
-        a connection by appending it to ``_conns[key]``."""
-        connector: Any = self._connector()
-        conns = connector._conns.get(key) if connector is not None else None
-        return bool(conns) and conns[-1][0] is protocol  # type: ignore[index]
 
     @staticmethod
     def peer(protocol: Any) -> Optional[tuple[str, int]]:

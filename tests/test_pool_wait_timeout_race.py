@@ -5,7 +5,7 @@ aiohttp starts the ``connect`` deadline (``ceil_timeout``) before it calls the m
 queues; the verdict must come from that deadline's own state, not from a clock the
 plugin starts later. The truth is what the callers got.
 
-    POOL_OTEL_WAIT_TRIALS=300 pytest tests/test_exactness_wait_timeout_race.py  # per shape
+    POOL_OTEL_WAIT_TRIALS=300 pytest tests/test_pool_wait_timeout_race.py  # per shape
 """
 
 from __future__ import annotations
