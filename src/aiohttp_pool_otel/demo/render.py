@@ -63,41 +63,12 @@ def explain(result: DemoResult) -> list[str]:
 
 
 def _explain_puzzle(result: DemoResult) -> list[str]:
-    out = []
     releases = [r for row in result.rows for r in row.releases]
-    per_host = result.limit_per_host
+    out = []
     for host in result.hosts:
         rows = _by_host(result.rows, host)
-        if not rows:
-            continue
-        avail = [row.pools[host].available for row in rows]
-        eof = [r for r in releases if r.host == host and r.reason == "eof"]
-        early = [r for r in eof if r.phase == "headers"]
-        seq = ", ".join(_avail(a) for a in avail)
-        if eof and all(a == per_host for a in avail):
-            out.append(
-                f"{host}: {len(rows)} responses were never read or closed, yet `available` "
-                f"stayed {seq}: aiohttp released each connection by itself at EOF "
-                f"({len(early)} of {len(eof)} with phase=headers, i.e. before session.get() "
-                "returned, because the whole body arrived with the headers)."
-            )
-            reused = [row.step for row in rows if row.connection == "reused"]
-            if reused:
-                which = (
-                    f"request {reused[0]}"
-                    if len(reused) == 1
-                    else f"requests {', '.join(map(str, reused))}"
-                )
-                out.append(
-                    f"{host}: {which} reused the connection an earlier request had already "
-                    "given back to the pool."
-                )
-        else:
-            held = rows[-1].pools[host].active
-            out.append(
-                f"{host}: `available` went {seq}: the body is still streaming, so no EOF "
-                f"came and each unclosed response kept its connection ({held} open leases)."
-            )
+        if rows:
+            out += _explain_puzzle_host(result, host, rows, releases)
     closing = list(result.rows[-1].releases)
     if closing:
         reasons = sorted({f"{r.reason} -> {r.outcome}" for r in closing})
@@ -106,6 +77,40 @@ def _explain_puzzle(result: DemoResult) -> list[str]:
             f"({', '.join(reasons)}); "
             "the others had long been released at EOF, so closing them changed nothing. A "
             "connection whose body was not read to the end cannot go back to the pool."
+        )
+    return out
+
+
+def _explain_puzzle_host(
+    result: DemoResult, host: str, rows: list[Any], releases: list[Any]
+) -> list[str]:
+    """One host of the puzzle: released at EOF (small body), or held (streaming)."""
+    avail = [row.pools[host].available for row in rows]
+    eof = [r for r in releases if r.host == host and r.reason == "eof"]
+    seq = ", ".join(_avail(a) for a in avail)
+    if not (eof and all(a == result.limit_per_host for a in avail)):
+        held = rows[-1].pools[host].active
+        return [
+            f"{host}: `available` went {seq}: the body is still streaming, so no EOF "
+            f"came and each unclosed response kept its connection ({held} open leases)."
+        ]
+    early = [r for r in eof if r.phase == "headers"]
+    out = [
+        f"{host}: {len(rows)} responses were never read or closed, yet `available` "
+        f"stayed {seq}: aiohttp released each connection by itself at EOF "
+        f"({len(early)} of {len(eof)} with phase=headers, i.e. before session.get() "
+        "returned, because the whole body arrived with the headers)."
+    ]
+    reused = [row.step for row in rows if row.connection == "reused"]
+    if reused:
+        which = (
+            f"request {reused[0]}"
+            if len(reused) == 1
+            else f"requests {', '.join(map(str, reused))}"
+        )
+        out.append(
+            f"{host}: {which} reused the connection an earlier request had already "
+            "given back to the pool."
         )
     return out
 
