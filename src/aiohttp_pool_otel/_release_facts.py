@@ -30,7 +30,7 @@ class ReleaseFact:
     __slots__ = (
         "at",
         "counted",
-        "held",
+        "hold_time",
         "key",
         "origin",
         "outcome",
@@ -59,7 +59,7 @@ class ReleaseFact:
         self.outcome = outcome
         self.counted = counted
         self.at = time.monotonic()
-        self.held: Optional[float] = None
+        self.hold_time: Optional[float] = None  # acquisition to release, if seen
         self.span: Optional[Span] = None
         self.origin: Optional[tuple[str, int, str]] = None
 
@@ -81,7 +81,7 @@ class ReleaseFact:
         """Move the ended lease's fields from ``record`` to this fact (loop thread)."""
         started = record.lease_started_at
         if started is not None:
-            self.held = self.at - started
+            self.hold_time = self.at - started
         self.span, record.span = record.span, None
         self.origin, record.origin = record.origin, None
         record.lease_started_at = None
@@ -98,7 +98,7 @@ def emit_release(state: PoolState, fact: ReleaseFact) -> None:
     if span is not None:
         if fact.reason is ReleaseReason.GC and fact.origin is not None:
             _locate_gc(span, fact.origin)
-        SpanEmitter.end_lease(span, fact.reason, fact.phase, fact.outcome, fact.held)
+        SpanEmitter.end_lease(span, fact.reason, fact.phase, fact.outcome, fact.hold_time)
     meters = state.meters
     attributes = record.host.attributes
     if fact.reason is ReleaseReason.GC and fact.origin is not None:
@@ -111,16 +111,16 @@ def emit_release(state: PoolState, fact: ReleaseFact) -> None:
             filename,
             lineno,
             function,
-            fact.held or 0.0,
+            fact.hold_time or 0.0,
         )
     if fact.outcome is ReleaseOutcome.CLOSED:
         try:
             meters.connection_duration.record(fact.at - record.created_at, attributes, NO_EXEMPLAR)
         except Exception:
             report_internal_error("connection_duration")
-    if fact.held is not None and state.options.record_hold_time:
+    if fact.hold_time is not None and state.options.record_hold_time:
         try:
-            meters.use_time.record(fact.held, attributes, NO_EXEMPLAR)
+            meters.use_time.record(fact.hold_time, attributes, NO_EXEMPLAR)
         except Exception:
             report_internal_error("use_time")
 

@@ -122,7 +122,7 @@ class SpanEmitter:
         reason: ReleaseReason,
         phase: Optional[ReleasePhase],
         outcome: ReleaseOutcome,
-        held: Optional[float],
+        hold_time: Optional[float],
     ) -> None:
         """End a lease span with its release: attributes, events and status."""
         try:
@@ -132,8 +132,8 @@ class SpanEmitter:
                 sc.RELEASE_REASON: reason.value,
                 sc.RELEASE_OUTCOME: outcome.value,
             }
-            if held is not None:
-                attributes[sc.CONNECTION_HOLD_TIME] = held
+            if hold_time is not None:
+                attributes[sc.CONNECTION_HOLD_TIME] = hold_time
             if phase is not None:
                 attributes[sc.RELEASE_PHASE] = phase.value
                 span.add_event(sc.EVENT_EOF, {sc.RELEASE_PHASE: phase.value})

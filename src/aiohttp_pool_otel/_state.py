@@ -232,12 +232,12 @@ class PoolState:
         if record is not None:
             self._emit(ReleaseFact.of(protocol, record, CONNECTOR_CLOSED, None, CLOSED))
 
-    def connector_closed(self, held: list[Any], in_finalizer: bool) -> None:
+    def connector_closed(self, leased: list[Any], in_finalizer: bool) -> None:
         """The connector closed: held leases end, and every connection is closed."""
         try:
             if self.watchdog is not None and not in_finalizer:
                 self.watchdog.stop()
-            for protocol in held:
+            for protocol in leased:
                 record = self.ledger.record_of(protocol)
                 if record is not None:
                     self.ledger.lease_ended(protocol, record, CONNECTOR_CLOSED, CLOSED)

@@ -274,14 +274,14 @@ def make_hooks(base: Any, explicit: bool, auto: Optional[AutoState]) -> dict[str
         if state is None or self._closed:
             return base._close(self, *args, **kwargs)
         in_finalizer = in_connector_finalizer()
-        held: list[Any] = []
+        leased: list[Any] = []
         with contextlib.suppress(Exception):
             # A WebSocket's lease ended at its upgrade: its close is counted, no release.
-            held = [p for p in self._acquired if not is_detached(state, p)]
+            leased = [p for p in self._acquired if not is_detached(state, p)]
         try:
             return base._close(self, *args, **kwargs)
         finally:
-            state.connector_closed(held, in_finalizer)
+            state.connector_closed(leased, in_finalizer)
 
     def _cleanup(self: Any) -> None:
         base._cleanup(self)
