@@ -86,10 +86,10 @@ def add_parser(commands: Any) -> None:
         metavar="SECONDS",
         help="with --otlp, to see the dashboard fill: keep the traffic going for SECONDS "
         f"(at most {MAX_DURATION_S:g}) by replaying the scenario in fresh sessions until the "
-        "time is up. One pass lasts a few seconds, less than two Prometheus scrapes, so its "
-        "rates and percentiles stay empty; 20 or more lets Prometheus (scraping every 5 s) "
-        "see the counts rise. Metrics are exported every second. The report shows the "
-        "first pass and counts the repeats (default: one pass)",
+        "time is up, one pass a second at most. One pass is over before Prometheus (scraping "
+        "every 5 s) has two samples of it, so its rates read 0 and its percentiles nothing; "
+        "20 or more lets Prometheus see the counts rise. Metrics are exported every "
+        "second. The report shows the first pass and counts the repeats (default: one pass)",
     )
     demo.add_argument(
         "--json", action="store_true", help="print the observations as JSON instead of text"
