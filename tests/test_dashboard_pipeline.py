@@ -34,6 +34,7 @@ DEMO_HOST = "127.0.0.1"  # the demo's servers listen there
 # A scrape every 5 s, a rate needs two: generous, for a busy machine.
 SERIES_TIMEOUT = 30.0
 Labels = frozenset[tuple[str, str]]
+PanelSeries = dict[tuple[str, str], dict[Labels, str]]
 
 
 @dataclass
@@ -98,14 +99,43 @@ def label(labels: Labels, name: str) -> str:
     return dict(labels).get(name, "")
 
 
-def panel_series(
-    demos: Demos, wait: bool = False, **values: Value
-) -> dict[tuple[str, str], dict[Labels, str]]:
+def panel_series(demos: Demos, wait: bool = False, **values: Value) -> PanelSeries:
     """Every panel target's series, keyed by (panel title, refId)."""
     return {
         (q.panel, q.ref_id): series(demos.prometheus, fill(q.expr, **values), wait)
         for q in panel_queries()
     }
+
+
+def show(found: PanelSeries) -> None:
+    """Each target's values, printed (``pytest -s``): what the panels draw."""
+    for (title, ref), got in sorted(found.items()):
+        shown = ", ".join(f"{v:.4g}" for v in sorted(float(v) for v in got.values()))
+        print(f"{title} [{ref}]: {len(got)} series: {shown}")
+
+
+def undrawn(found: PanelSeries) -> list[tuple[str, str]]:
+    """Targets with no series, or with one Grafana leaves blank (NaN)."""
+    return [key for key, got in found.items() if not got or not all(map(finite, got.values()))]
+
+
+def flat_rates(found: PanelSeries) -> list[tuple[str, str]]:
+    """Targets over a rate() (rates, and quantiles of rates) with no line above 0."""
+    exprs = {(q.panel, q.ref_id): q.expr for q in panel_queries()}
+    return [
+        key for key, got in found.items()
+        if "rate(" in exprs[key] and not any(float(v) > 0 for v in got.values())
+    ]  # fmt: skip
+
+
+def foreign(found: PanelSeries, demos: Demos) -> list[tuple[tuple[str, str], Labels]]:
+    """Series of another service, process or host than the ones filtered to."""
+    return [
+        (key, labels) for key, got in found.items() for labels in got
+        if label(labels, "job") != DEMO_SERVICE
+        or label(labels, "instance") not in demos.instances()
+        or label(labels, "server_address") not in (DEMO_HOST, "")
+    ]  # fmt: skip
 
 
 def test_every_panel_draws_the_demos_data(demos: Demos) -> None:
@@ -117,32 +147,17 @@ def test_every_panel_draws_the_demos_data(demos: Demos) -> None:
     found = panel_series(
         demos, wait=True, service=DEMO_SERVICE, instance=demos.instances(), host=DEMO_HOST
     )
-    exprs = {(q.panel, q.ref_id): q.expr for q in panel_queries()}
-    for (title, ref), got in sorted(found.items()):
-        values = sorted(float(v) for v in got.values())
-        shown = ", ".join(f"{v:.4g}" for v in values)
-        print(f"{title} [{ref}]: {len(got)} series: {shown}")
-    assert [key for key, got in found.items() if not got] == []
-    not_drawn = [key for key, got in found.items() if not all(finite(v) for v in got.values())]
-    assert not_drawn == []
-    # Rates and quantiles of rates: some line above 0 in each.
-    flat = [
-        key for key, got in found.items()
-        if "rate(" in exprs[key] and not any(float(v) > 0 for v in got.values())
-    ]  # fmt: skip
-    assert flat == []
-    for key, got in found.items():
-        for labels in got:
-            assert label(labels, "job") == DEMO_SERVICE, key
-            assert label(labels, "instance") in demos.instances(), key
-            assert label(labels, "server_address") in (DEMO_HOST, ""), key
+    show(found)
+    assert undrawn(found) == []
+    assert flat_rates(found) == []
+    assert foreign(found, demos) == []
     # Open connections are told apart by state.
     states = {label(s, "http_connection_state") for s in found[(OPEN_PANEL, "A")]}
     assert states and states <= {"active", "idle"}, states
     # The leak scenario's signals are its own process's.
     leak = demos.runs["leak"].instance
-    for title in ("Connections held too long (watchdog)",):
-        assert {label(s, "instance") for s in found[(title, "A")]} == {leak}
+    held = found[("Connections held too long (watchdog)", "A")]
+    assert {label(s, "instance") for s in held} == {leak}
     timeouts = found[("Saturation: queued acquisitions by blocking limit, pool-wait "
                       "timeouts (per second)", "B")]  # fmt: skip
     assert {label(s, "instance") for s, v in timeouts.items() if float(v) > 0} == {leak}
