@@ -1,13 +1,17 @@
 """The Grafana dashboard against the real pipeline: the demo's three scenarios
-(``demo --scenario puzzle|exhaustion|leak --otlp``) go through the native stack (the
-Collector's prometheus exporter, Debian's Prometheus); then every panel's query, with its
-variables filled in as Grafana fills them, finds that service's data, and a second
-service (the demo again under another OTEL_SERVICE_NAME) never shows up in, nor adds
-into, the first one's panels."""
+(``demo --scenario puzzle|exhaustion|leak --otlp --duration``, as concurrent processes)
+go through the native stack (the Collector's prometheus exporter, Debian's Prometheus);
+then every panel's query, with its variables filled in as Grafana fills them, draws that
+service's data (a number in every panel, a rate above 0 in every rate panel, a wait and
+a hold time), and a second service (the demo again under another OTEL_SERVICE_NAME)
+never shows up in, nor adds into, the first one's panels."""
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -17,15 +21,20 @@ from .rig.dashboard import ALL, Value, fill, label_values, load, panel_queries
 from .rig.pipeline import UP_TIMEOUT, NativeStack, StackPrometheus, start_native_stack
 from .test_pipeline import DEMO_SERVICE, DemoRun, run_demo
 
-pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(UP_TIMEOUT + 600)]
+pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(UP_TIMEOUT + 300)]
 
 OTHER_SERVICE = "aiohttp-pool-otel-demo-other"
 SCENARIOS = ("puzzle", "exhaustion", "leak")
+# Each demo's --duration: Prometheus scrapes every 5 s, so three scrapes or more see the
+# counts rise (one pass alone ends before a second scrape: rates 0, percentiles NaN).
+DURATION_S = 15.0
 WAIT_PANEL = "Wait time for a slot (p50 / p95 / p99)"
+OPEN_PANEL = "Open connections by state and host"
 DEMO_HOST = "127.0.0.1"  # the demo's servers listen there
 # A scrape every 5 s, a rate needs two: generous, for a busy machine.
-SERIES_TIMEOUT = 60.0
+SERIES_TIMEOUT = 30.0
 Labels = frozenset[tuple[str, str]]
+PanelSeries = dict[tuple[str, str], dict[Labels, str]]
 
 
 @dataclass
@@ -47,19 +56,27 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
 
 @pytest.fixture(scope="module")
 def demos(stack: NativeStack) -> Demos:
-    runs = {s: run_demo(stack, s, "http/protobuf") for s in SCENARIOS}
-    other = run_demo(stack, "leak", "grpc", service=OTHER_SERVICE)
+    jobs = [(s, "http/protobuf", None) for s in SCENARIOS] + [("leak", "grpc", OTHER_SERVICE)]
+    # Four processes at once: the test waits one --duration, not four.
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        done = list(pool.map(lambda j: run_demo(stack, *j, duration=DURATION_S), jobs))
+    ended = time.time()
+    runs, other = dict(zip(SCENARIOS, done)), done[-1]
+    for run in done:
+        assert run.report["otlp"]["flush_finished"], run.report["otlp"]
+        assert run.report["repeats"]["passes"] >= 2, run.report["repeats"]
     prometheus = stack.prometheus
-    # Both services' last counts scraped twice before any test looks (a rate needs two
-    # samples): the leak's gc release is the last thing that scenario counts. After this
-    # the tests query without waiting.
+    # A scrape after every demo's final flush, so the tests see their last counts...
+    expr = 'timestamp(up{job="otel-collector"})'
+    got = prometheus.wait_for(expr, lambda r: (value_of(r) or 0) > ended + 1, SERIES_TIMEOUT)
+    assert (value_of(got) or 0) > ended + 1, (expr, got, ended)
+    # ... as the leak's gc releases show: one per pass, all of them in Prometheus.
     for run in (runs["leak"], other):
+        passes = run.report["repeats"]["passes"] + 1
         where = f'instance="{run.instance}", aiohttp_connection_release_reason="gc"'
         expr = f"sum(aiohttp_client_connection_releases_total{{{where}}})"
-        got = prometheus.wait_for(expr, lambda r: value_of(r) == 1.0, SERIES_TIMEOUT)
-        assert value_of(got) == 1.0, (expr, got)
-        expr = f'rate(aiohttp_client_connection_releases_total{{instance="{run.instance}"}}[1m])'
-        assert prometheus.wait_for(expr, bool, SERIES_TIMEOUT), expr
+        got = prometheus.wait_for(expr, lambda r, n=passes: value_of(r) == n, SERIES_TIMEOUT)
+        assert value_of(got) == passes, (expr, got)
     return Demos(prometheus, runs, other)
 
 
@@ -73,13 +90,16 @@ def series(prometheus: StackPrometheus, expr: str, wait: bool = False) -> dict[L
     return {frozenset(r["metric"].items()): r["value"][1] for r in result}
 
 
+def finite(value: str) -> bool:
+    """Whether Grafana draws the value (Prometheus writes NaN, +Inf, -Inf as such)."""
+    return math.isfinite(float(value))
+
+
 def label(labels: Labels, name: str) -> str:
     return dict(labels).get(name, "")
 
 
-def panel_series(
-    demos: Demos, wait: bool = False, **values: Value
-) -> dict[tuple[str, str], dict[Labels, str]]:
+def panel_series(demos: Demos, wait: bool = False, **values: Value) -> PanelSeries:
     """Every panel target's series, keyed by (panel title, refId)."""
     return {
         (q.panel, q.ref_id): series(demos.prometheus, fill(q.expr, **values), wait)
@@ -87,30 +107,60 @@ def panel_series(
     }
 
 
-def test_every_panel_finds_the_demos_data(demos: Demos) -> None:
+def show(found: PanelSeries) -> None:
+    """Each target's values, printed (``pytest -s``): what the panels draw."""
+    for (title, ref), got in sorted(found.items()):
+        shown = ", ".join(f"{v:.4g}" for v in sorted(float(v) for v in got.values()))
+        print(f"{title} [{ref}]: {len(got)} series: {shown}")
+
+
+def undrawn(found: PanelSeries) -> list[tuple[str, str]]:
+    """Targets with no series, or with one Grafana leaves blank (NaN)."""
+    return [key for key, got in found.items() if not got or not all(map(finite, got.values()))]
+
+
+def flat_rates(found: PanelSeries) -> list[tuple[str, str]]:
+    """Targets over a rate() (rates, and quantiles of rates) with no line above 0."""
+    exprs = {(q.panel, q.ref_id): q.expr for q in panel_queries()}
+    return [
+        key for key, got in found.items()
+        if "rate(" in exprs[key] and not any(float(v) > 0 for v in got.values())
+    ]  # fmt: skip
+
+
+def foreign(found: PanelSeries, demos: Demos) -> list[tuple[tuple[str, str], Labels]]:
+    """Series of another service, process or host than the ones filtered to."""
+    return [
+        (key, labels) for key, got in found.items() for labels in got
+        if label(labels, "job") != DEMO_SERVICE
+        or label(labels, "instance") not in demos.instances()
+        or label(labels, "server_address") not in (DEMO_HOST, "")
+    ]  # fmt: skip
+
+
+def test_every_panel_draws_the_demos_data(demos: Demos) -> None:
     """Filtered the way a user looking at the demo filters (its service, its three
-    processes, its host), every target of every panel returns series, the hold-time
-    panel's included, and only the demo's."""
+    processes, its host), every target of every panel draws the demo's lines and only
+    theirs: numbers, not NaN; in every rate panel, a rate above 0 (each is exercised by
+    some scenario: creates, reuses, closes, releases, queueing, a pool-wait timeout);
+    wait and hold times above 0."""
     found = panel_series(
         demos, wait=True, service=DEMO_SERVICE, instance=demos.instances(), host=DEMO_HOST
     )
-    empty = [key for key, got in found.items() if not got]
-    for (title, ref), got in sorted(found.items()):
-        finite = sum(v not in ("NaN", "+Inf", "-Inf") for v in got.values())
-        print(f"{title} [{ref}]: {len(got)} series, {finite} with a finite value")
-    assert empty == []
-    for key, got in found.items():
-        for labels in got:
-            assert label(labels, "job") == DEMO_SERVICE, key
-            assert label(labels, "instance") in demos.instances(), key
-            assert label(labels, "server_address") in (DEMO_HOST, ""), key
+    show(found)
+    assert undrawn(found) == []
+    assert flat_rates(found) == []
+    assert foreign(found, demos) == []
+    # Open connections are told apart by state.
+    states = {label(s, "http_connection_state") for s in found[(OPEN_PANEL, "A")]}
+    assert states and states <= {"active", "idle"}, states
     # The leak scenario's signals are its own process's.
     leak = demos.runs["leak"].instance
-    for title in ("Connections held too long (watchdog)",):
-        assert {label(s, "instance") for s in found[(title, "A")]} == {leak}
+    held = found[("Connections held too long (watchdog)", "A")]
+    assert {label(s, "instance") for s in held} == {leak}
     timeouts = found[("Saturation: queued acquisitions by blocking limit, pool-wait "
                       "timeouts (per second)", "B")]  # fmt: skip
-    assert leak in {label(s, "instance") for s in timeouts}
+    assert {label(s, "instance") for s, v in timeouts.items() if float(v) > 0} == {leak}
 
 
 def test_a_panel_filtered_to_one_service_shows_only_that_service(demos: Demos) -> None:

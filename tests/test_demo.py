@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from .rig.otlp_receivers import GrpcOtlpReceiver
+from .test_demo_json import VALIDATOR
 
 
 def demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -149,6 +151,13 @@ def test_leak_is_revealed() -> None:
         (["demo", "--otlp", "127.0.0.1:4317"], "aiohttp-pool-otel demo: error: --otlp: "),
         (["demo", "--otlp", "http://127.0.0.1:1"], "aiohttp-pool-otel demo: error: --otlp: "),
         ([], "aiohttp-pool-otel: error: the following arguments are required"),
+        (["demo", "--otlp", "--duration", "0"], "aiohttp-pool-otel demo: error: argument "
+         "--duration: '0' is out of range: give more than 0 and at most 600 seconds"),
+        (["demo", "--otlp", "--duration", "601"], "aiohttp-pool-otel demo: error: argument "
+         "--duration: '601' is out of range"),
+        (["demo", "--otlp", "--duration", "1m"], "aiohttp-pool-otel demo: error: argument "
+         "--duration: not a number of seconds: '1m'"),
+        (["demo", "--duration", "5"], "aiohttp-pool-otel demo: error: --duration needs --otlp"),
     ],
 )
 def test_bad_options_one_line_exit_2(args: list[str], fragment: str) -> None:
@@ -162,8 +171,10 @@ def test_bad_options_one_line_exit_2(args: list[str], fragment: str) -> None:
 def test_help_explains_every_option() -> None:
     done = demo("demo", "--help")
     assert done.returncode == 0
-    for option in ("--scenario", "--otlp", "--protocol", "--json", "puzzle", "exhaustion", "leak"):
+    for option in ("--scenario", "--otlp", "--protocol", "--json", "--duration", "puzzle",
+                   "exhaustion", "leak"):  # fmt: skip
         assert option in done.stdout
+    assert "to see the dashboard fill" in " ".join(done.stdout.split())
 
 
 def test_otlp_option_sends_to_a_collector() -> None:
@@ -179,3 +190,66 @@ def test_otlp_option_sends_to_a_collector() -> None:
         assert "http.client.open_connections: small/active=0" in done.stdout
     finally:
         receiver.stop()
+
+
+def queued_totals(receiver: GrpcOtlpReceiver) -> list[int]:
+    """The queued-acquisitions counter (cumulative) as each metric export carried it."""
+    return [
+        sum(p.as_int for p in metric.sum.data_points)
+        for metric in receiver.metrics("aiohttp.client.connection.queued")
+    ]
+
+
+def test_duration_replays_the_scenario_and_exports_it_rising() -> None:
+    """``--duration`` keeps the scenario going in fresh sessions: the report stays the
+    first pass's, the Collector gets every pass's spans, and the counters it receives
+    rise export after export (what a scraper needs to see a rate)."""
+    receiver = GrpcOtlpReceiver().start()
+    try:
+        done = demo("demo", "--scenario", "exhaustion", "--json", "--quiet", "--otlp",
+                    receiver.endpoint, "--protocol", "grpc", "--duration", "3")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        VALIDATOR.validate(report)
+        received_spans = len(receiver.spans())
+        queued = queued_totals(receiver)
+    finally:
+        receiver.stop()
+    repeats = report["repeats"]
+    # A pass a second at most, none begun after 3 s: the first, then one or two more.
+    assert repeats["duration"] == 3 and repeats["passes"] in (1, 2), repeats
+    passes = repeats["passes"] + 1
+    # The report is one pass's: 8 requests, 6 queued, one row.
+    assert report["facts"]["requests"] == 8 and report["facts"]["wait_spans"] == 6
+    assert len(report["rows"]) == 1
+    # Each replay is the whole scenario again, and every span went out.
+    assert repeats["spans"] == repeats["passes"] * len(report["spans"])
+    assert report["otlp"]["spans"] == passes * len(report["spans"]) == received_spans
+    # 6 of the 8 requests queue in every pass; the exports saw the count grow to that.
+    assert queued[-1] == 6 * passes
+    assert len(set(queued)) >= 2 and queued == sorted(queued), queued
+
+
+def test_duration_summarises_the_repeats_after_the_first_pass() -> None:
+    """The text report of a longer run: the one-pass report, then one line on the
+    repeats before the OTLP line."""
+    receiver = GrpcOtlpReceiver().start()
+    try:
+        done = demo("demo", "--quiet", "--otlp", receiver.endpoint, "--protocol", "grpc",
+                    "--duration", "2")  # fmt: skip
+    finally:
+        receiver.stop()
+    assert done.returncode == 0, done.stderr
+    sections = done.stdout.strip().split("\n\n")
+    repeats = re.fullmatch(
+        r"Repeats \(--duration 2\): (\d+) more pass(?:es)? of the scenario in [\d.]+ s after "
+        r"the first, each in a fresh session against the same two servers\. The tables, "
+        r"spans and metric values above are the first pass's; the OTLP export carries all "
+        r"(\d+) passes \((\d+) more spans\)\.",
+        " ".join(sections[-2].split()),
+    )
+    assert repeats, sections[-2]
+    assert int(repeats[2]) == int(repeats[1]) + 1
+    assert sections[-1].startswith(f"OTLP: delivered to {receiver.endpoint} (grpc): ")
+    assert "close all 5 responses" in done.stdout  # the puzzle's table, once
+    assert done.stdout.count("What happened:") == 1

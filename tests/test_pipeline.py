@@ -98,10 +98,14 @@ def lease_key(attributes: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def run_demo(
-    stack: NativeStack, scenario: str, protocol: str, service: Optional[str] = None
+    stack: NativeStack,
+    scenario: str,
+    protocol: str,
+    service: Optional[str] = None,
+    duration: Optional[float] = None,
 ) -> DemoRun:
     """The demo as a user runs it, with an explicit endpoint and protocol (and
-    OTEL_SERVICE_NAME=service when given)."""
+    OTEL_SERVICE_NAME=service, --duration duration when given)."""
     instance = uuid.uuid4().hex
     endpoint = stack.otlp_grpc if protocol == "grpc" else stack.otlp_http
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
@@ -111,7 +115,8 @@ def run_demo(
     start_us = int((time.time() - 5) * 1e6)
     done = subprocess.run(
         [sys.executable, "-m", "aiohttp_pool_otel", "demo", "--scenario", scenario,
-         "--otlp", endpoint, "--protocol", protocol, "--json", "--quiet"],
+         "--otlp", endpoint, "--protocol", protocol, "--json", "--quiet",
+         *([] if duration is None else ["--duration", f"{duration:g}"])],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

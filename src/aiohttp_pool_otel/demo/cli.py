@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import math
 import os
 import sys
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 from ..cli import PROG
 
 DEMO_PROG = f"{PROG} demo"
+#: ``--duration``'s bound: traffic for a dashboard to show, not a load test.
+MAX_DURATION_S = 600.0
 
 SCENARIO_HELP = {
     "puzzle": "limit=25, limit_per_host=5; 2 unread requests to a small-body host, 3 to a "
@@ -29,6 +32,19 @@ def _fail(code: int, message: str) -> int:
     """A run-time failure of the demo: one line on stderr, as option errors are."""
     print(f"{DEMO_PROG}: error: {message}", file=sys.stderr)
     return code
+
+
+def _duration(text: str) -> float:
+    """``--duration``'s value: seconds, more than 0 and at most MAX_DURATION_S."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_DURATION_S):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is out of range: give more than 0 and at most {MAX_DURATION_S:g} seconds"
+        )
+    return seconds
 
 
 def add_parser(commands: Any) -> None:
@@ -65,6 +81,17 @@ def add_parser(commands: Any) -> None:
         "the endpoint: port 4317 is grpc, port 4318 or a /v1/... path is http/protobuf)",
     )
     demo.add_argument(
+        "--duration",
+        type=_duration,
+        metavar="SECONDS",
+        help="with --otlp, to see the dashboard fill: keep the traffic going for SECONDS "
+        f"(at most {MAX_DURATION_S:g}) by replaying the scenario in fresh sessions until the "
+        "time is up, one pass a second at most. One pass is over before Prometheus (scraping "
+        "every 5 s) has two samples of it, so its rates read 0 and its percentiles nothing; "
+        "20 or more lets Prometheus see the counts rise. Metrics are exported every "
+        "second. The report shows the first pass and counts the repeats (default: one pass)",
+    )
+    demo.add_argument(
         "--json", action="store_true", help="print the observations as JSON instead of text"
     )
     demo.add_argument(
@@ -89,6 +116,10 @@ def run(args: argparse.Namespace) -> int:
             f"the demo needs the OpenTelemetry SDK ({exc}); "
             "pip install 'aiohttp-pool-otel[otlp]'",
         )
+    if args.duration is not None and args.otlp is None:
+        return _fail(
+            2, "--duration needs --otlp: it keeps traffic going for a Collector to export"
+        )
     if args.otlp is not None:
         from ..otlp import resolve_protocol
 
@@ -103,7 +134,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"  ... {message}", file=sys.stderr, flush=True)
 
     report: dict[str, Any] = asyncio.run(
-        run_demo(args.scenario, otlp=args.otlp, protocol=args.protocol, progress=progress)
+        run_demo(
+            args.scenario,
+            otlp=args.otlp,
+            protocol=args.protocol,
+            progress=progress,
+            duration=args.duration,
+        )
     )
     try:
         if args.json:

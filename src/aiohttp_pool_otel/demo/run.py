@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import time
 from typing import Any, Optional
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -16,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from ..otlp import OtlpProviders
 from . import render
-from .scenarios import SCENARIOS, Progress, Telemetry
+from .scenarios import SCENARIOS, Progress, Replays, Telemetry, replay
 from .servers import start_servers
 
 SERVICE_NAME = "aiohttp-pool-otel-demo"
@@ -74,24 +75,46 @@ def _otlp_text(providers: OtlpProviders, spans_made: int, finished: bool) -> str
     return text
 
 
+def _replays_text(r: Replays) -> str:
+    return (
+        f"Repeats (--duration {r.duration:g}): {r.passes} more "
+        f"{'pass' if r.passes == 1 else 'passes'} of the scenario in "
+        f"{r.seconds:g} s after the first, each in a fresh session against the same two "
+        "servers. The tables, spans and metric values above are the first pass's; the OTLP "
+        f"export carries all {r.passes + 1} passes ({r.spans} more spans)."
+    )
+
+
 async def run_demo(
-    scenario: str, *, otlp: Optional[str], protocol: Optional[str], progress: Progress
+    scenario: str,
+    *,
+    otlp: Optional[str],
+    protocol: Optional[str],
+    progress: Progress,
+    duration: Optional[float] = None,
 ) -> dict[str, Any]:
     """Run ``scenario``; returns ``{"text": str, "json": dict, "delivered": int|None}``
     (``delivered``: spans and metric points the OTLP endpoint accepted, None without
-    ``otlp``)."""
+    ``otlp``). With ``duration`` (seconds), replay it in fresh sessions until that long
+    has passed since the first pass began; the report stays the first pass's."""
     telemetry, providers = _telemetry(otlp, protocol)
     servers = await start_servers()
+    replays: Optional[Replays] = None
     try:
         progress(f"servers on {servers.small} (small body) and {servers.slow} (slow body)")
+        started = time.monotonic()
         result = await SCENARIOS[scenario](telemetry, servers, progress)
+        spans = telemetry.spans.get_finished_spans()
+        metrics, label = telemetry.snapshot, telemetry.snapshot_label
+        if metrics is None and telemetry.reader is not None:
+            metrics = telemetry.reader.get_metrics_data()
+        if duration is not None:
+            replays = await replay(
+                scenario, telemetry, servers, duration, progress, started=started
+            )
     finally:
         await servers.close()
     ports = {int(url.rsplit(":", 1)[1]): name for name, url in result.hosts.items()}
-    spans = telemetry.spans.get_finished_spans()
-    metrics = telemetry.snapshot
-    if metrics is None and telemetry.reader is not None:
-        metrics = telemetry.reader.get_metrics_data()
     explanation = render.explain(result)
     otlp_report: Optional[dict[str, Any]] = None
     sections = [
@@ -99,18 +122,22 @@ async def run_demo(
         render.table(result),
         "What happened:\n" + "\n".join(f"- {line}" for line in explanation),
         "Spans:\n" + render.span_tree(spans),
-        f"Metrics ({telemetry.snapshot_label}; each point host/attribute values=value):\n"
+        f"Metrics ({label}; each point host/attribute values=value):\n"
         + render.metric_values(metrics, ports),
     ]
+    spans_made = len(spans)
+    if replays is not None:
+        sections.append(_replays_text(replays))
+        spans_made += replays.spans
     if providers is not None:
         progress(f"flushing to {providers.endpoint} (at most {providers.shutdown_timeout:g} s)")
         finished = await asyncio.to_thread(providers.shutdown)
         d = providers.delivery
-        sections.append("OTLP: " + _otlp_text(providers, len(spans), finished))
+        sections.append("OTLP: " + _otlp_text(providers, spans_made, finished))
         otlp_report = {
             "endpoint": providers.endpoint,
             "protocol": providers.protocol,
-            "spans": len(spans),
+            "spans": spans_made,
             "spans_delivered": d.spans_delivered,
             "spans_failed": d.spans_failed,
             "metric_points_delivered": d.metric_points_delivered,
@@ -132,6 +159,8 @@ async def run_demo(
         for s in spans
     ]
     report["otlp"] = otlp_report
+    if replays is not None:
+        report["repeats"] = dataclasses.asdict(replays)
     return {
         "text": "\n\n".join(sections),
         "json": report,

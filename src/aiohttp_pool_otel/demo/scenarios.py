@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -354,3 +355,56 @@ def _gauge(telemetry: Telemetry, name: str) -> Optional[int]:
 
 
 SCENARIOS = {"puzzle": puzzle, "exhaustion": exhaustion, "leak": leak}
+# ``replay``: a pass starts at most this often (the puzzle's pass takes under 0.1 s: no
+# need to spin a core for a dashboard), and never more passes than this.
+PASS_PERIOD_S = 1.0
+MAX_PASSES = 10_000
+
+
+@dataclass
+class Replays:
+    """The passes ``demo --duration`` ran after the first, reported by their count only."""
+
+    duration: float
+    passes: int
+    seconds: float
+    spans: int
+
+
+async def replay(
+    scenario: str,
+    telemetry: Telemetry,
+    servers: DemoServers,
+    duration: float,
+    progress: Progress,
+    *,
+    started: float,
+) -> Replays:
+    """Run ``scenario`` again, each time in a fresh session, until ``duration`` seconds
+    have passed since ``started`` (the first pass's ``time.monotonic()``; a pass begun
+    before then runs to its end): traffic that lasts long enough for a scraper to see
+    its counts rise. The providers and servers stay, so every pass adds to the same
+    series."""
+    start, until = time.monotonic(), started + duration
+    passes = spans = 0
+    progress(f"replaying the scenario in fresh sessions for {max(until - start, 0):.0f} s more")
+
+    def quiet(message: str) -> None:
+        pass
+
+    begun = started
+    while passes < MAX_PASSES:
+        # One pass per period at most, and none begun at or after the deadline.
+        next_at = max(begun + PASS_PERIOD_S, time.monotonic())
+        if next_at >= until:
+            break
+        await asyncio.sleep(next_at - time.monotonic())
+        begun = time.monotonic()
+        # The first pass's spans are reported already; a replay's go out over OTLP only.
+        telemetry.spans.clear()
+        await SCENARIOS[scenario](telemetry, servers, quiet)
+        spans += len(telemetry.spans.get_finished_spans())
+        passes += 1
+    telemetry.spans.clear()
+    progress(f"{passes} replays done")
+    return Replays(duration, passes, round(time.monotonic() - start, 1), spans)
