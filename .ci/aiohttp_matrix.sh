@@ -19,7 +19,8 @@ TESTS=(tests/test_release_reasons.py tests/test_spans.py tests/test_metrics.py
        tests/test_pool_wait_timeout_race.py tests/test_websocket_upgrade.py
        tests/test_counters_outlive_connectors.py tests/test_session_churn.py
        tests/test_missing_internals.py tests/test_adapter_boundary.py)
-BASE=(pytest pytest-asyncio pytest-timeout trustme)
+# opentelemetry-instrumentation: the instrumentor cases run on every aiohttp too.
+BASE=(pytest pytest-asyncio pytest-timeout trustme opentelemetry-instrumentation)
 # row name | pip requirements for that row
 ROWS=(
   "aiohttp 3.9|aiohttp~=3.9.0 opentelemetry-sdk"
