@@ -31,25 +31,44 @@ ROWS=(
   "aiohttp 3.14|aiohttp~=3.14.0 opentelemetry-sdk"
   "otel sdk oldest (1.30.0)|aiohttp opentelemetry-api==1.30.0 opentelemetry-sdk==1.30.0"
 )
+# Rows at a time: most of a row's time is waiting (timeouts, fresh interpreters), not CPU.
+JOBS="${MATRIX_JOBS:-2}"
 mkdir -p .venv-matrix
-declare -a REPORT
-status=0
-for row in "${ROWS[@]}"; do
-  name="${row%%|*}"; reqs="${row#*|}"
+
+run_row() {  # run_row NAME REQS: writes "$dir.result" (name|versions|summary) and "$dir.rc"
+  local name="$1" reqs="$2" dir log versions summary rc
   dir=".venv-matrix/$(echo "$name" | tr -c 'a-zA-Z0-9.\n' '_')"
   log="$dir.log"
-  {
+  rm -f "$dir.result" "$dir.rc"
+  if ! {
     [ -x "$dir/bin/python" ] || timeout 300 "$UV" venv -q --python "$PY" "$dir"
     # shellcheck disable=SC2086
     timeout 600 "$UV" pip install -q --python "$dir/bin/python" -e . $reqs "${BASE[@]}"
-  } >"$log" 2>&1 || { REPORT+=("$name|install failed (see $log)"); status=1; continue; }
+  } >"$log" 2>&1; then
+    echo "$name|install failed (see $log)" >"$dir.result"; echo 1 >"$dir.rc"; return
+  fi
   versions=$("$dir/bin/python" -c 'import aiohttp, importlib.metadata as m; print("aiohttp", aiohttp.__version__ + ", opentelemetry-sdk", m.version("opentelemetry-sdk"))')
   summary=$(timeout 900 "$dir/bin/python" -m pytest -q -p no:cacheprovider "${TESTS[@]}" 2>&1 | tee -a "$log" | tail -1)
   rc=${PIPESTATUS[0]}
-  if [ "$rc" -ne 0 ]; then status=1; fi
-  REPORT+=("$name|$versions|$summary")
+  echo "$name|$versions|$summary" >"$dir.result"; echo "$rc" >"$dir.rc"
   echo "  $name: $summary" >&2
+}
+
+started=$SECONDS
+for row in "${ROWS[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+  run_row "${row%%|*}" "${row#*|}" &
 done
+wait
+declare -a REPORT
+status=0
+for row in "${ROWS[@]}"; do
+  name="${row%%|*}"
+  dir=".venv-matrix/$(echo "$name" | tr -c 'a-zA-Z0-9.\n' '_')"
+  REPORT+=("$(cat "$dir.result" 2>/dev/null || echo "$name|-|no result")")
+  if [ "$(cat "$dir.rc" 2>/dev/null || echo 1)" -ne 0 ]; then status=1; fi
+done
+echo "aiohttp matrix took $((SECONDS - started)) s ($JOBS rows at a time)"
 # shellcheck source=.ci/matrix_summary.sh
 source "$(dirname "$0")/matrix_summary.sh"
 print_matrix_summary "row" "matrix"

@@ -36,32 +36,47 @@ find_python() {
   return 1
 }
 
+# Two interpreters at a time: the machine has two cores, and a row waits a good part
+# of its time (timeouts, servers).
+JOBS="${MATRIX_JOBS:-2}"
 mkdir -p .venv-matrix
-declare -a REPORT
-status=0
 started=$SECONDS
-for v in $PYTHONS; do
-  name="Python $v"
-  dir=".venv-matrix/python_$v"
+
+run_python() {  # run_python VERSION: writes "$dir.result" (name|versions|summary), "$dir.rc"
+  local v="$1" name="Python $1" dir=".venv-matrix/python_$1" log py versions summary rc t0
   log="$dir.log"
+  rm -f "$dir.result" "$dir.rc"
   if ! py=$(find_python "$v"); then
-    REPORT+=("$name|-|interpreter not found (pyenv or python$v on PATH)")
-    status=1
-    continue
+    echo "$name|-|interpreter not found (pyenv or python$v on PATH)" >"$dir.result"
+    echo 1 >"$dir.rc"; return
   fi
   t0=$SECONDS
-  {
+  if ! {
     [ -x "$dir/bin/python" ] || timeout 300 "$UV" venv -q --python "$py" "$dir"
     timeout 600 "$UV" pip install -q --python "$dir/bin/python" -e . "${BASE[@]}"
-  } >"$log" 2>&1 || { REPORT+=("$name|-|install failed (see $log)"); status=1; continue; }
+  } >"$log" 2>&1; then
+    echo "$name|-|install failed (see $log)" >"$dir.result"; echo 1 >"$dir.rc"; return
+  fi
   versions=$("$dir/bin/python" -c 'import sys, aiohttp, importlib.metadata as m; print("CPython %d.%d.%d, aiohttp %s, opentelemetry-sdk %s" % (*sys.version_info[:3], aiohttp.__version__, m.version("opentelemetry-sdk")))')
   summary=$(timeout 900 "$dir/bin/python" -m pytest -q -p no:cacheprovider "${TESTS[@]}" 2>&1 | tee -a "$log" | tail -1)
   rc=${PIPESTATUS[0]}
-  if [ "$rc" -ne 0 ]; then status=1; fi
-  REPORT+=("$name|$versions|$summary ($((SECONDS - t0)) s)")
+  echo "$name|$versions|$summary ($((SECONDS - t0)) s)" >"$dir.result"; echo "$rc" >"$dir.rc"
   echo "  $name: $summary" >&2
+}
+
+for v in $PYTHONS; do
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+  run_python "$v" &
 done
-echo "python matrix took $((SECONDS - started)) s"
+wait
+declare -a REPORT
+status=0
+for v in $PYTHONS; do
+  dir=".venv-matrix/python_$v"
+  REPORT+=("$(cat "$dir.result" 2>/dev/null || echo "Python $v|-|no result")")
+  if [ "$(cat "$dir.rc" 2>/dev/null || echo 1)" -ne 0 ]; then status=1; fi
+done
+echo "python matrix took $((SECONDS - started)) s ($JOBS at a time)"
 # shellcheck source=.ci/matrix_summary.sh
 source "$(dirname "$0")/matrix_summary.sh"
 print_matrix_summary "python" "pythons"
